@@ -1,0 +1,3 @@
+"""Pictures (matplotlib, saved as PNG)."""
+
+from ._spectrum import spectra as spectra

@@ -3,12 +3,14 @@
 from . import (
     geometry as geometry,
     materials as materials,
+    phantoms as phantoms,
     plot as plot,
     sources as sources,
     spectra as spectra,
     units as units,
 )
 from .geometry._grid import Grid as Grid
+from .phantoms._phantom import Phantom as Phantom
 from .spectra._spectrum import Spectrum as Spectrum
 
 __version__ = "0.1.0"

@@ -1,0 +1,3 @@
+"""Voxel phantoms: synthetic patients, the physician and IR room, reference phantoms."""
+
+from ._phantom import Phantom as Phantom

@@ -2,6 +2,7 @@
 
 from . import (
     geometry as geometry,
+    io as io,
     materials as materials,
     phantoms as phantoms,
     plot as plot,

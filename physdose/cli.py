@@ -33,7 +33,7 @@ _SPECTRUM_HEADER = (
 
 
 def demo(out: Path) -> None:
-    """Build spectra, materials and sources, print a summary and save a spectrum plot."""
+    """Build spectra, materials, sources and phantoms, print a summary and save pictures."""
     import jax.numpy as jnp
 
     import physdose as pd
@@ -91,8 +91,35 @@ def demo(out: Path) -> None:
     print(f"  focal spot (z, y, x) mm: {[round(v, 1) for v in focal.tolist()]}")
     print(f"  air kerma at the interventional reference point: {k_irp:.3f} mGy/mAs")
 
-    path = pd.plot.spectra(spectra, out / "spectra.png", title="physdose demo: tube spectra")
-    print(f"\nSaved {path}")
+    import jax
+
+    patient = pd.phantoms.synthetic_patient(key=jax.random.key(0), sex="female", spacing_mm=6.0)
+    masses = patient.organ_masses_g()
+    print(
+        f"\nSynthetic patient (female, key 0, 6 mm): height {patient.info['height_cm']:.1f} cm, "
+        f"mass {float(patient.voxel_mass_g().sum()) / 1000:.1f} kg, grid {patient.grid.shape}"
+    )
+    print("  organ masses (g): " + ", ".join(f"{k} {masses[k]:.0f}" for k in ("liver", "lungs", "heart", "thyroid")))
+    room = pd.phantoms.ir_room(
+        physician=pd.phantoms.physician(175.0, spacing_mm=10.0, apron_mm_pb=0.35, thyroid_collar=True),
+        spacing_mm=10.0,
+        ceiling_shield=True,
+        table_curtain=True,
+    )
+    print(f"IR room (10 mm): {room.grid.shape} voxels, regions: {', '.join(n for n in room.organs if '/' not in n)}")
+
+    paths = [
+        pd.plot.spectra(spectra, out / "spectra.png", title="physdose demo: tube spectra"),
+        pd.plot.slices(patient, out / "synthetic_patient.png", point_mm=(450.0, 0.0, 0.0), title="synthetic patient"),
+        pd.plot.slices(
+            room,
+            out / "ir_room.png",
+            point_mm=room.points["physician/left_eye"][0],
+            organs=[n for n in room.organs if not n.startswith("patient/")],
+            title="interventional room: patient, table, physician with apron and shields",
+        ),
+    ]
+    print("\nSaved " + ", ".join(str(p) for p in paths))
 
 
 def spectrum(args) -> None:
@@ -129,7 +156,7 @@ def materials(args) -> None:
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="physdose", description="Fast X-ray dose estimation in JAX.")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
-    p = sub.add_parser("demo", help="show what physdose can do and save a spectrum plot")
+    p = sub.add_parser("demo", help="show what physdose can do and save pictures")
     p.add_argument("--out", type=Path, default=Path("physdose-demo"), help="output folder (default ./physdose-demo)")
     p = sub.add_parser("spectrum", help="tube spectrum properties (HVL, mean energy, kerma per mAs)")
     p.add_argument("--kvp", type=float, required=True, help="tube voltage (kV), 20-150")

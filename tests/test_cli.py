@@ -3,13 +3,14 @@ import pytest
 from physdose.cli import main
 
 
-def test_demo_prints_a_summary_and_saves_a_spectrum_plot(tmp_path, capsys):
+def test_demo_prints_a_summary_and_saves_pictures(tmp_path, capsys):
     assert main(["demo", "--out", str(tmp_path)]) == 0
     out = capsys.readouterr().out
-    assert "HVL1Al" in out and "CT scan" in out and "C-arm" in out
-    png = tmp_path / "spectra.png"
-    assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
-    assert [p.name for p in tmp_path.iterdir()] == ["spectra.png"]  # no temporary files left
+    assert "HVL1Al" in out and "CT scan" in out and "C-arm" in out and "Synthetic patient" in out
+    expected = {"spectra.png", "synthetic_patient.png", "ir_room.png"}
+    assert {p.name for p in tmp_path.iterdir()} == expected  # no temporary files left
+    for name in expected:
+        assert (tmp_path / name).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
 
 def test_spectrum_command_reports_the_requested_hvl(capsys):

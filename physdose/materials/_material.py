@@ -104,7 +104,7 @@ def names() -> list[str]:
     return sorted(_library())
 
 
-def get(name: str) -> Material:
+def get(name: "str | Material") -> Material:
     """The shipped material `name` (case-insensitive), or a pure element by symbol ("Al", "Cu").
 
     Sources of each composition are listed in ``physdose/materials/data/*.csv``.

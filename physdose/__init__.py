@@ -4,6 +4,7 @@ from . import (
     geometry as geometry,
     io as io,
     materials as materials,
+    mc as mc,
     phantoms as phantoms,
     plot as plot,
     sources as sources,

@@ -1,0 +1,168 @@
+"""Photon interaction sampling: Klein-Nishina x S(x) and Thomson x F(x)^2, and direction rotation.
+
+All functions work on a batch of photons (one per lane) and take explicit keys. Angular
+sampling is a discrete Monte Carlo choice: no gradients flow through it.
+"""
+
+import equinox as eqx
+import jax
+import jax.numpy as jnp
+import jax.random as jr
+from jaxtyping import Array, Float, Int, PRNGKeyArray
+
+from ..materials._table import MaterialTable
+from ..materials._xraylib import ELECTRON_REST_ENERGY_KEV
+
+HC_KEV_ANGSTROM = 12.398419843320026
+"""h c in keV Angstrom: x = sin(theta/2) / lambda = E / hc * sin(theta/2)."""
+
+_MAX_TRIES = 64
+
+
+class ScatterTables(eqx.Module):
+    """Per-material tables for angular sampling, derived once from a MaterialTable.
+
+    Attributes:
+        x_nodes: momentum-transfer nodes x (1/Angstrom), shape (n_x,).
+        sf_ratio: S(x) / S(infinity) per material, in [0, 1], shape (m, n_x).
+        ff2_cdf: cumulative integral of F(x)^2 over q = x^2 (trapezoid), shape (m, n_x).
+    """
+
+    x_nodes: Float[Array, " x"]
+    sf_ratio: Float[Array, "m x"]
+    ff2_cdf: Float[Array, "m x"]
+
+    @classmethod
+    def from_table(cls, table: MaterialTable) -> "ScatterTables":
+        x = table.momentum_transfer_per_angstrom
+        sf = table.incoherent_sf
+        ratio = sf / jnp.maximum(sf[:, -1:], 1e-30)
+        q = x**2
+        f2 = table.coherent_ff2
+        steps = 0.5 * (f2[:, 1:] + f2[:, :-1]) * (q[1:] - q[:-1])[None, :]
+        cdf = jnp.concatenate([jnp.zeros_like(f2[:, :1]), jnp.cumsum(steps, axis=1)], axis=1)
+        return cls(x, jnp.clip(ratio, 0.0, 1.0), cdf)
+
+
+def _interp_rows(x: Float[Array, " n"], nodes: Float[Array, " k"], rows: Float[Array, "m k"], m: Int[Array, " n"]):
+    """Linear interpolation of rows[m] (shared nodes) at x, per lane."""
+    i = jnp.clip(jnp.searchsorted(nodes, x, side="right") - 1, 0, nodes.shape[0] - 2)
+    x0, x1 = nodes[i], nodes[i + 1]
+    t = jnp.clip((x - x0) / (x1 - x0), 0.0, 1.0)
+    return rows[m, i] * (1 - t) + rows[m, i + 1] * t
+
+
+def incoherent_trial(key, energy_kev, material, tables: ScatterTables):
+    """One rejection trial of incoherent scattering per lane: (cos theta, E'/E, accepted).
+
+    Klein-Nishina by the Butcher & Messel (1960) / EGS4 decomposition, accepted with
+    g(eps) S(x)/Z: the incoherent scattering function in the independent-atom
+    approximation, no Doppler broadening. Repeating rejected lanes samples KN x S exactly
+    (up to the tabulation of S).
+    """
+    k = energy_kev / ELECTRON_REST_ENERGY_KEV
+    eps0 = 1.0 / (1.0 + 2.0 * k)
+    a1 = -jnp.log(eps0)
+    a2 = 0.5 * (1.0 - eps0**2)
+    r1, r2, r3 = jr.uniform(key, (3,) + energy_kev.shape, dtype=energy_kev.dtype)
+    eps = jnp.where(r1 * (a1 + a2) < a1, jnp.exp(-a1 * r2), jnp.sqrt(eps0**2 + (1.0 - eps0**2) * r2))
+    one_minus_cos = (1.0 - eps) / (k * eps)
+    sin2 = jnp.clip(one_minus_cos * (2.0 - one_minus_cos), 0.0, 1.0)
+    g = 1.0 - eps * sin2 / (1.0 + eps**2)
+    x = energy_kev / HC_KEV_ANGSTROM * jnp.sqrt(jnp.clip(0.5 * one_minus_cos, 0.0, 1.0))
+    s = _interp_rows(x, tables.x_nodes, tables.sf_ratio, material)
+    return 1.0 - one_minus_cos, eps, r3 < g * s
+
+
+def coherent_trial(key, energy_kev, material, tables: ScatterTables):
+    """One rejection trial of coherent scattering per lane: (cos theta, accepted).
+
+    PENELOPE's method: q = x^2 drawn from F^2 by inverting its cumulative integral
+    (piecewise-linear in q between nodes), accepted with probability (1 + cos^2 theta)/2.
+    """
+    q_max = (energy_kev / HC_KEV_ANGSTROM) ** 2
+    q_nodes = tables.x_nodes**2
+    cdf_max = _interp_rows(q_max, q_nodes, tables.ff2_cdf, material)
+    r1, r2 = jr.uniform(key, (2,) + energy_kev.shape, dtype=energy_kev.dtype)
+    target = r1 * cdf_max
+    i = _search_rows(tables.ff2_cdf, material, target)
+    c0, c1 = tables.ff2_cdf[material, i], tables.ff2_cdf[material, i + 1]
+    t = jnp.clip((target - c0) / jnp.maximum(c1 - c0, 1e-30), 0.0, 1.0)
+    q = q_nodes[i] + t * (q_nodes[i + 1] - q_nodes[i])
+    cos = jnp.clip(1.0 - 2.0 * q / q_max, -1.0, 1.0)
+    return cos, r2 * 2.0 < 1.0 + cos**2
+
+
+def sample_incoherent(
+    key: PRNGKeyArray, energy_kev: Float[Array, " n"], material: Int[Array, " n"], tables: ScatterTables
+) -> tuple[Float[Array, " n"], Float[Array, " n"]]:
+    """Sample incoherent scattering (Klein-Nishina x S(x)): returns (cos theta, E' in keV)."""
+
+    def trial(key):
+        cos, eps, ok = incoherent_trial(key, energy_kev, material, tables)
+        return cos, eps, ok
+
+    cos, eps = _rejection_loop(key, trial, energy_kev)
+    return cos, eps * energy_kev
+
+
+def sample_coherent(
+    key: PRNGKeyArray, energy_kev: Float[Array, " n"], material: Int[Array, " n"], tables: ScatterTables
+) -> Float[Array, " n"]:
+    """Sample coherent scattering cos theta from Thomson x F(x)^2."""
+
+    def trial(key):
+        cos, ok = coherent_trial(key, energy_kev, material, tables)
+        return cos, cos, ok
+
+    cos, _ = _rejection_loop(key, trial, energy_kev)
+    return cos
+
+
+def _search_rows(rows: Float[Array, "m k"], m: Int[Array, " n"], target: Float[Array, " n"]) -> Int[Array, " n"]:
+    """Index i with rows[m, i] <= target < rows[m, i + 1], by bisection over the shared columns."""
+    k = rows.shape[1]
+    lo = jnp.zeros(target.shape, jnp.int32)
+    hi = jnp.full(target.shape, k - 1, jnp.int32)
+    for _ in range(max(1, (k - 1).bit_length())):
+        mid = (lo + hi) // 2
+        go_right = rows[m, mid] <= target
+        lo = jnp.where(go_right, mid, lo)
+        hi = jnp.where(go_right, hi, mid)
+    return jnp.clip(lo, 0, k - 2)
+
+
+def _rejection_loop(key, trial, like):
+    """Repeat `trial(key) -> (value, aux, accepted)` per lane until every lane accepted."""
+    value0 = jnp.zeros_like(like)
+
+    def cond(carry):
+        _, _, _, done, i = carry
+        return (~jnp.all(done)) & (i < _MAX_TRIES)
+
+    def body(carry):
+        key, value, aux, done, i = carry
+        key, sub = jr.split(key)
+        v, a, ok = trial(sub)
+        take = ok & ~done
+        return key, jnp.where(take, v, value), jnp.where(take, a, aux), done | ok, i + 1
+
+    _, value, aux, _, _ = jax.lax.while_loop(cond, body, (key, value0, value0, jnp.zeros(like.shape, bool), 0))
+    return value, aux
+
+
+def rotate(
+    direction: Float[Array, "n 3"], cos_theta: Float[Array, " n"], phi: Float[Array, " n"]
+) -> Float[Array, "n 3"]:
+    """Turn unit vectors `direction` by polar angle theta and azimuth phi about themselves."""
+    a, b, c = direction[:, 0], direction[:, 1], direction[:, 2]
+    sin_theta = jnp.sqrt(jnp.clip(1.0 - cos_theta**2, 0.0, 1.0))
+    cphi, sphi = jnp.cos(phi), jnp.sin(phi)
+    rho2 = 1.0 - c**2
+    ok = rho2 > 1e-10
+    rho = jnp.sqrt(jnp.where(ok, rho2, 1.0))
+    a_new = jnp.where(ok, sin_theta * (a * c * cphi - b * sphi) / rho + a * cos_theta, sin_theta * cphi)
+    b_new = jnp.where(ok, sin_theta * (b * c * cphi + a * sphi) / rho + b * cos_theta, sin_theta * sphi)
+    c_new = jnp.where(ok, -sin_theta * cphi * rho + c * cos_theta, jnp.sign(c) * cos_theta)
+    out = jnp.stack([a_new, b_new, c_new], axis=-1)
+    return out / jnp.linalg.norm(out, axis=-1, keepdims=True)

@@ -1,0 +1,73 @@
+"""Scorers outside the voxel world: fluence and air kerma on disks crossed by escaping photons."""
+
+import equinox as eqx
+import jax.numpy as jnp
+import numpy as np
+from jaxtyping import Array, Float
+
+from .._checks import check_positive
+from ..materials._material import get
+from ..units import kerma_gy
+
+
+class DiskScorer(eqx.Module):
+    """A scoring disk in the vacuum beyond the phantom grid.
+
+    Photons leaving the grid fly straight; those crossing the disk score fluence
+    (sum of w / (|cos| area), 1/mm^2 per source photon) and air kerma (Gy per source
+    photon), in total and for primary (never scattered) photons alone. Place disks outside
+    the grid: photons are scored where they leave the grid, not while inside it.
+
+    Attributes:
+        center_mm: disk centre (z, y, x) (mm).
+        normal: disk normal (z, y, x), any length.
+        radius_mm: disk radius (mm).
+    """
+
+    center_mm: tuple[float, float, float] = eqx.field(static=True, converter=lambda v: tuple(float(x) for x in v))
+    normal: tuple[float, float, float] = eqx.field(static=True, converter=lambda v: tuple(float(x) for x in v))
+    radius_mm: float = eqx.field(static=True, converter=float)
+
+    def __check_init__(self):
+        check_positive("radius_mm", self.radius_mm)
+        if len(self.center_mm) != 3 or len(self.normal) != 3 or not np.linalg.norm(self.normal) > 0:
+            raise ValueError(
+                f"center_mm and normal must be (z, y, x) vectors, normal non-zero; got {self.center_mm}, {self.normal}"
+            )
+
+
+class Disks(eqx.Module):
+    """Several DiskScorers stacked for use under jit."""
+
+    center_mm: Float[Array, "p 3"]
+    normal: Float[Array, "p 3"]
+    radius_mm: Float[Array, " p"]
+
+    @classmethod
+    def stack(cls, disks) -> "Disks":
+        normals = np.asarray([d.normal for d in disks], dtype=float)
+        normals /= np.linalg.norm(normals, axis=1, keepdims=True)
+        return cls(
+            jnp.asarray([d.center_mm for d in disks]), jnp.asarray(normals), jnp.asarray([d.radius_mm for d in disks])
+        )
+
+    def __len__(self) -> int:
+        return self.radius_mm.shape[0]
+
+    def score(self, esc) -> Float[Array, "p 4"]:
+        """Per disk: fluence, primary fluence, air kerma, primary air kerma (per lane sums)."""
+        cos = esc.direction @ self.normal.T  # (n, p)
+        safe = jnp.where(jnp.abs(cos) > 1e-9, cos, 1e-9)
+        t = jnp.einsum("pk,npk->np", self.normal, self.center_mm[None] - esc.pos_mm[:, None, :]) / safe
+        hit = esc.pos_mm[:, None, :] + t[..., None] * esc.direction[:, None, :]
+        r2 = jnp.sum((hit - self.center_mm[None]) ** 2, axis=-1)
+        crosses = esc.mask[:, None] & (t > 0) & (r2 <= (self.radius_mm**2)[None]) & (jnp.abs(cos) > 1e-9)
+        area = jnp.pi * self.radius_mm**2
+        fluence = jnp.where(crosses, esc.weight[:, None] / (jnp.abs(safe) * area[None]), 0.0)
+        mu_en = get("air").mu_en_cm2_g(esc.energy_kev)
+        kerma = fluence * kerma_gy(1.0, esc.energy_kev, mu_en)[:, None]
+        primary = esc.primary[:, None]
+        return jnp.stack(
+            [fluence.sum(0), jnp.where(primary, fluence, 0).sum(0), kerma.sum(0), jnp.where(primary, kerma, 0).sum(0)],
+            axis=-1,
+        )

@@ -1,0 +1,243 @@
+"""`simulate`: Monte Carlo dose in a phantom from a source, with batch statistics."""
+
+import math
+
+import equinox as eqx
+import jax
+import jax.numpy as jnp
+import numpy as np
+from jaxtyping import Array, Float, PRNGKeyArray
+
+from .._checks import is_concrete
+from .._frozen import FrozenDict
+from ..geometry._grid import Grid
+from ..phantoms._phantom import Phantom
+from ..sources._source import AbstractSource
+from ..units import KEV_TO_J
+from ._scorers import Disks, DiskScorer
+from ._transport import World, enter_grid, run_chunk
+
+
+class MCResult(eqx.Module):
+    """Monte Carlo result, normalised per source photon (one photon emitted into the beam aperture).
+
+    Multiply by the number of source photons (`CTScan.source_photons()`,
+    `Beam.photons_per_mas() * mAs`, ...) for absolute values; `scaled` does that.
+
+    Attributes:
+        grid: the phantom grid.
+        energy_imparted_kev: energy imparted per voxel per source photon (keV), shape grid.shape.
+        dose_gy: absorbed dose per voxel per source photon (Gy), shape grid.shape.
+        rel_sigma: relative standard uncertainty of each voxel's value (batch method; inf
+            where nothing was deposited), shape grid.shape.
+        organ_energy_kev: organ name -> energy imparted per source photon (keV).
+        organ_rel_sigma: organ name -> relative standard uncertainty.
+        escaped_kev: energy leaving the grid per source photon (keV).
+        incident_kev: energy emitted per source photon (keV; the mean weighted photon energy).
+        disks: per DiskScorer, (fluence 1/mm^2, primary fluence, air kerma Gy, primary air kerma)
+            per source photon, shape (p, 4); with `disks_rel_sigma` likewise.
+        n_photons: source photons simulated; n_batches: statistical batches.
+        steps: Woodcock steps taken (all lanes, summed over chunks); interactions: real ones.
+    """
+
+    grid: Grid
+    energy_imparted_kev: Float[Array, "z y x"]
+    dose_gy: Float[Array, "z y x"]
+    rel_sigma: Float[Array, "z y x"]
+    organ_energy_kev: FrozenDict = eqx.field(static=True)
+    organ_rel_sigma: FrozenDict = eqx.field(static=True)
+    escaped_kev: float = eqx.field(static=True)
+    incident_kev: float = eqx.field(static=True)
+    disks: Float[Array, "p 4"]
+    disks_rel_sigma: Float[Array, "p 4"]
+    n_photons: int = eqx.field(static=True)
+    n_batches: int = eqx.field(static=True)
+    steps: int = eqx.field(static=True)
+    interactions: int = eqx.field(static=True)
+
+    @property
+    def deposited_kev(self) -> float:
+        """Total energy imparted in the grid per source photon (keV)."""
+        return float(np.sum(np.asarray(self.energy_imparted_kev, dtype=np.float64)))
+
+    def scaled(self, source_photons) -> "MCResult":
+        """Dose and energies for `source_photons` source photons instead of one."""
+        s = float(source_photons)
+        return MCResult(
+            self.grid,
+            self.energy_imparted_kev * s,
+            self.dose_gy * s,
+            self.rel_sigma,
+            FrozenDict({k: v * s for k, v in self.organ_energy_kev.items()}),
+            self.organ_rel_sigma,
+            self.escaped_kev * s,
+            self.incident_kev * s,
+            self.disks * s,
+            self.disks_rel_sigma,
+            self.n_photons,
+            self.n_batches,
+            self.steps,
+            self.interactions,
+        )
+
+
+def simulate(
+    phantom: Phantom,
+    source: AbstractSource,
+    *,
+    n_photons: int,
+    key: PRNGKeyArray,
+    n_batches: int = 10,
+    lanes: int = 16384,
+    energy_cutoff_kev: float = 5.0,
+    disks: tuple[DiskScorer, ...] = (),
+    progress: bool = False,
+    max_steps_per_chunk: int = 10_000_000,
+) -> MCResult:
+    """Monte Carlo photon transport of `n_photons` source photons through `phantom`.
+
+    Woodcock tracking in the voxel grid (vacuum outside it), photoelectric absorption,
+    incoherent scattering (Klein-Nishina x S(x)) and coherent scattering (Thomson x F^2),
+    kerma approximation (electrons deposit where they are set in motion), photons below
+    `energy_cutoff_kev` deposit locally. Photons run in `lanes` parallel lanes refilled
+    from the source; the run is split into `n_batches` chunks of equal size, one jit-compiled
+    call each (compiled once per grid shape and lane count), whose spread gives the
+    uncertainties. Memory does not grow with `n_photons`.
+
+    Args:
+        phantom: the voxel phantom.
+        source: any physdose source (its `beam()` is sampled).
+        n_photons: source photons to simulate (> 0).
+        key: PRNG key; same key, same result.
+        n_batches: statistical batches (>= 2 for uncertainties).
+        lanes: photons in flight at once.
+        energy_cutoff_kev: photons below this energy deposit locally.
+        disks: DiskScorers outside the grid for fluence and air kerma.
+        progress: show a progress bar over batches.
+
+    Returns:
+        MCResult per source photon.
+
+    Raises:
+        ValueError: bad `n_photons`/`n_batches`/`lanes`, a phantom with NaN or negative
+            density, or a source whose photons miss the grid.
+    """
+    if not isinstance(phantom, Phantom):
+        raise TypeError(f"phantom must be a physdose.Phantom, got {type(phantom).__name__}")
+    if not isinstance(source, AbstractSource):
+        raise TypeError(f"source must be a physdose source, got {type(source).__name__}")
+    if not isinstance(n_photons, int | np.integer) or n_photons <= 0:
+        raise ValueError(f"n_photons must be a positive int, got {n_photons!r}")
+    if not isinstance(n_batches, int) or n_batches < 1 or n_batches > n_photons:
+        raise ValueError(f"n_batches must be an int in 1..n_photons, got {n_batches!r}")
+    if not isinstance(lanes, int) or lanes < 1:
+        raise ValueError(f"lanes must be a positive int, got {lanes!r}")
+    if not 1.0 <= energy_cutoff_kev < 150.0:
+        raise ValueError(f"energy_cutoff_kev must lie in 1-150 keV, got {energy_cutoff_kev!r}")
+    rho = np.asarray(phantom.density_g_cm3)
+    if not np.all(np.isfinite(rho)) or rho.min() < 0:
+        raise ValueError("phantom density_g_cm3 must be finite and >= 0")
+    beam = source.beam()
+    _check_aim(phantom.grid, beam)
+    world = World.from_phantom(phantom)
+    stack = Disks.stack(disks) if disks else None
+    chunk = math.ceil(n_photons / n_batches)
+    lanes = min(lanes, chunk)
+    run = eqx.filter_jit(run_chunk)
+
+    labels = np.asarray(phantom.organ_labels).ravel()
+    organ_names = list(phantom.organs)
+    organ_index = np.zeros(labels.max(initial=0) + 1, np.int64)
+    for i, name in enumerate(organ_names):
+        organ_index[phantom.organs[name]] = i + 1
+    voxel_organ = organ_index[labels]
+
+    n_vox = world.material_ids.shape[0]
+    e_sum = np.zeros(n_vox)
+    e_sq = np.zeros(n_vox)
+    organ_sum = np.zeros(len(organ_names) + 1)
+    organ_sq = np.zeros(len(organ_names) + 1)
+    disk_sum = np.zeros((len(disks), 4))
+    disk_sq = np.zeros((len(disks), 4))
+    escaped = incident = 0.0
+    steps = interactions = done = 0
+    batches = range(n_batches)
+    if progress:
+        from tqdm.auto import tqdm
+
+        batches = tqdm(batches, desc="mc.simulate", unit="batch")
+    sizes = []
+    for b in batches:
+        budget = min(chunk, n_photons - done)
+        if budget <= 0:
+            break
+        t = run(
+            world,
+            beam,
+            jnp.asarray(budget),
+            jax.random.fold_in(key, b),
+            lanes=lanes,
+            cutoff_kev=float(energy_cutoff_kev),
+            max_steps=max_steps_per_chunk,
+            disks=stack,
+        )
+        e = np.asarray(t.energy_kev, dtype=np.float64) / budget  # per source photon in this batch
+        e_sum += e * budget
+        e_sq += e**2 * budget
+        org = np.bincount(voxel_organ, weights=e, minlength=len(organ_names) + 1)
+        organ_sum += org * budget
+        organ_sq += org**2 * budget
+        d = np.asarray(t.plane, dtype=np.float64) / budget
+        disk_sum += d * budget
+        disk_sq += d**2 * budget
+        escaped += float(t.escaped_kev)
+        incident += float(t.incident_kev)
+        steps += int(t.steps)
+        interactions += int(t.interactions)
+        if int(t.started) != budget:
+            raise RuntimeError(f"batch {b} started {int(t.started)} of {budget} photons (max_steps_per_chunk reached?)")
+        done += budget
+        sizes.append(budget)
+
+    def mean_and_rel_sigma(total, squares):
+        mean = total / done
+        if len(sizes) < 2:
+            return mean, np.full_like(mean, np.inf)
+        # weighted batch variance of the per-photon mean (batches of (nearly) equal size)
+        var_batch = np.maximum(squares / done - mean**2, 0.0)
+        var_mean = var_batch * (sum(s**2 for s in sizes) / done**2)
+        with np.errstate(divide="ignore", invalid="ignore"):
+            return mean, np.where(mean > 0, np.sqrt(var_mean) / mean, np.inf)
+
+    energy, rel = mean_and_rel_sigma(e_sum, e_sq)
+    organ, organ_rel = mean_and_rel_sigma(organ_sum, organ_sq)
+    disk, disk_rel = mean_and_rel_sigma(disk_sum, disk_sq)
+    mass_kg = rho.ravel().astype(np.float64) * phantom.grid.voxel_volume_mm3 * 1e-6
+    with np.errstate(divide="ignore", invalid="ignore"):
+        dose = np.where(mass_kg > 0, energy * KEV_TO_J / mass_kg, 0.0)
+    shape = phantom.grid.shape
+    dtype = phantom.density_g_cm3.dtype
+    return MCResult(
+        phantom.grid,
+        jnp.asarray(energy.reshape(shape), dtype),
+        jnp.asarray(dose.reshape(shape), dtype),
+        jnp.asarray(rel.reshape(shape), dtype),
+        FrozenDict({name: float(organ[i + 1]) for i, name in enumerate(organ_names)}),
+        FrozenDict({name: float(organ_rel[i + 1]) for i, name in enumerate(organ_names)}),
+        escaped / done,
+        incident / done,
+        jnp.asarray(disk, dtype),
+        jnp.asarray(disk_rel, dtype),
+        int(done),
+        len(sizes),
+        steps,
+        interactions,
+    )
+
+
+def _check_aim(grid: Grid, beam) -> None:
+    """Raise if (almost) no source photon would reach the grid."""
+    probe = beam.sample(4096, key=jax.random.key(0))
+    _, hits = enter_grid(grid, probe.pos_mm, probe.direction)
+    if is_concrete(hits) and not bool(jnp.any(hits)):
+        raise ValueError("source photons miss the phantom grid: the source is outside it and points away")

@@ -1,0 +1,146 @@
+import jax.numpy as jnp
+import numpy as np
+import pytest
+from scipy import stats
+
+import physdose as pd
+from physdose.materials import MaterialTable
+from physdose.mc import DiskScorer, sample_coherent, sample_incoherent
+from physdose.mc._interactions import HC_KEV_ANGSTROM, ScatterTables
+
+MONO60 = pd.Spectrum.monoenergetic(60.0)
+
+
+def _slab(thickness_mm=100.0, material="water", spacing=5.0, width=100.0, density=None):
+    """A slab of `material` filling a grid, thickness along y, centred on the origin."""
+    shape = (round(width / spacing), round(thickness_mm / spacing), round(width / spacing))
+    grid = pd.Grid.centered(shape, (spacing,) * 3)
+    table = MaterialTable.from_materials([material])
+    rho = table.density_g_cm3[0] if density is None else density
+    return pd.Phantom(
+        grid, jnp.zeros(shape, jnp.int32), jnp.full(shape, rho), table, jnp.ones(shape, jnp.int32), {"slab": 1}
+    )
+
+
+def test_energy_is_conserved_to_float_precision(getkey):
+    phantom = _slab(width=60.0)
+    source = pd.sources.FanBeam(
+        pd.Spectrum.from_tube(100.0, {"Al": 2.5}), (0.0, -300.0, 0.0), (0.0, 0.0, 0.0), 50.0, 10.0
+    )
+    r = pd.mc.simulate(phantom, source, n_photons=40_000, key=getkey(), lanes=4096, n_batches=4)
+    assert r.deposited_kev + r.escaped_kev == pytest.approx(r.incident_kev, rel=1e-5)
+    assert 0 < r.deposited_kev < r.incident_kev
+    np.testing.assert_allclose(
+        np.asarray(r.dose_gy), np.asarray(r.energy_imparted_kev) * 1.602176634e-16 / (1.0 * 125e-6), rtol=1e-5
+    )
+
+
+def test_narrow_beam_transmission_is_beer_lambert(getkey):
+    t_mm = 100.0
+    phantom = _slab(thickness_mm=t_mm)
+    source = pd.sources.PencilBeam(MONO60, (0.0, -200.0, 0.0), (0.0, 1.0, 0.0))
+    disk = DiskScorer((0.0, 300.0, 0.0), (0.0, 1.0, 0.0), 1.0)
+    n = 100_000
+    r = pd.mc.simulate(phantom, source, n_photons=n, key=getkey(), lanes=8192, disks=(disk,))
+    transmitted = float(r.disks[0, 1]) * np.pi * 1.0**2  # primary photons per source photon
+    expected = np.exp(-float(pd.materials.get("water").mu_per_mm(60.0)) * t_mm)
+    sigma = np.sqrt(expected * (1 - expected) / n)
+    assert transmitted == pytest.approx(expected, abs=4 * sigma)
+    assert float(r.disks[0, 0]) >= float(r.disks[0, 1])  # scattered photons add to the total
+
+
+def test_inverse_square_in_vacuum(getkey):
+    empty = _slab(width=20.0, thickness_mm=20.0, density=0.0)
+    source = pd.sources.ConeBeam(MONO60, (0.0, -100.0, 0.0), (0.0, 0.0, 0.0), (20.0, 20.0))
+    near = DiskScorer((0.0, 400.0, 0.0), (0.0, 1.0, 0.0), 40.0)
+    far = DiskScorer((0.0, 900.0, 0.0), (0.0, 1.0, 0.0), 40.0)
+    r = pd.mc.simulate(empty, source, n_photons=200_000, key=getkey(), lanes=8192, disks=(near, far))
+    beam = source.beam()
+    for i, y in enumerate((400.0, 900.0)):
+        analytic = float(beam.fluence_per_photon_mm2(jnp.asarray([0.0, y, 0.0])).sum())
+        assert float(r.disks[i, 0]) == pytest.approx(analytic, rel=4 * float(r.disks_rel_sigma[i, 0]) + 0.01)
+    assert float(r.disks[0, 0] / r.disks[1, 0]) == pytest.approx((1000.0 / 500.0) ** 2, rel=0.03)
+    kerma = float(MONO60.air_kerma_per_fluence_gy_mm2)
+    assert float(r.disks[1, 2]) == pytest.approx(float(r.disks[1, 0]) * kerma, rel=1e-4)
+    assert r.deposited_kev == 0.0
+
+
+def _angular_pdf(e_kev, kind, n_bins=24):
+    """Expected probabilities of cos theta bins for water from the tabulated S(x) and F(x)^2."""
+    table = MaterialTable.from_materials(["water"])
+    x_nodes = np.asarray(table.momentum_transfer_per_angstrom, dtype=float)
+    cos = np.linspace(-1.0, 1.0, 20001)
+    x = e_kev / HC_KEV_ANGSTROM * np.sqrt((1 - cos) / 2)
+    if kind == "incoherent":
+        k = e_kev / 510.99895
+        ratio = 1.0 / (1.0 + k * (1.0 - cos))
+        pdf = ratio**2 * (ratio + 1 / ratio - (1 - cos**2)) * np.interp(x, x_nodes, np.asarray(table.incoherent_sf[0]))
+    else:
+        q_nodes = x_nodes**2
+        pdf = (1 + cos**2) * np.interp(x**2, q_nodes, np.asarray(table.coherent_ff2[0]))
+    edges = np.linspace(-1.0, 1.0, n_bins + 1)
+    cdf = np.concatenate([[0.0], np.cumsum(0.5 * (pdf[1:] + pdf[:-1]) * np.diff(cos))])
+    return edges, np.diff(np.interp(edges, cos, cdf)) / cdf[-1]
+
+
+@pytest.mark.parametrize(
+    ("kind", "e_kev"), [("incoherent", 30.0), ("incoherent", 120.0), ("coherent", 20.0), ("coherent", 60.0)]
+)
+def test_sampled_scattering_angles_follow_their_cross_sections(kind, e_kev, getkey):
+    tables = ScatterTables.from_table(MaterialTable.from_materials(["water"]))
+    n = 200_000
+    e = jnp.full(n, e_kev)
+    m = jnp.zeros(n, jnp.int32)
+    cos = (
+        sample_incoherent(getkey(), e, m, tables)[0]
+        if kind == "incoherent"
+        else sample_coherent(getkey(), e, m, tables)
+    )
+    edges, p = _angular_pdf(e_kev, kind)
+    counts, _ = np.histogram(np.asarray(cos), bins=edges)
+    keep = p * n > 20
+    chi2 = np.sum((counts[keep] - n * p[keep]) ** 2 / (n * p[keep]))
+    assert stats.chi2.sf(chi2, keep.sum() - 1) > 1e-3, (chi2, keep.sum())
+
+
+def test_compton_energy_follows_from_the_angle(getkey):
+    tables = ScatterTables.from_table(MaterialTable.from_materials(["water"]))
+    e = jnp.full(1000, 80.0)
+    cos, e_out = sample_incoherent(getkey(), e, jnp.zeros(1000, jnp.int32), tables)
+    np.testing.assert_allclose(e_out, 80.0 / (1 + 80.0 / 510.99895 * (1 - cos)), rtol=1e-5)
+
+
+def test_relative_error_falls_as_inverse_square_root_of_n(getkey):
+    phantom = _slab(width=60.0, spacing=10.0)
+    source = pd.sources.PencilBeam(MONO60, (0.0, -200.0, 0.0), (0.0, 1.0, 0.0))
+    small = pd.mc.simulate(phantom, source, n_photons=8_000, key=getkey(), lanes=2048, n_batches=8)
+    large = pd.mc.simulate(phantom, source, n_photons=128_000, key=getkey(), lanes=8192, n_batches=8)
+    ratio = small.organ_rel_sigma["slab"] / large.organ_rel_sigma["slab"]
+    assert ratio == pytest.approx(4.0, rel=0.5)  # sqrt(16), with the scatter of 8-batch estimates
+    assert large.organ_energy_kev["slab"] == pytest.approx(
+        small.organ_energy_kev["slab"], rel=5 * small.organ_rel_sigma["slab"]
+    )
+
+
+def test_same_key_same_result_and_dose_is_linear_in_photons(getkey):
+    phantom = _slab(width=40.0, spacing=10.0)
+    source = pd.sources.PencilBeam(MONO60, (0.0, -200.0, 0.0), (0.0, 1.0, 0.0))
+    key = getkey()
+    a = pd.mc.simulate(phantom, source, n_photons=5_000, key=key, lanes=1024, n_batches=2)
+    b = pd.mc.simulate(phantom, source, n_photons=5_000, key=key, lanes=1024, n_batches=2)
+    np.testing.assert_array_equal(a.energy_imparted_kev, b.energy_imparted_kev)
+    np.testing.assert_allclose(a.scaled(1e6).dose_gy, a.dose_gy * 1e6, rtol=1e-6)
+
+
+def test_bad_simulation_inputs_raise_clear_errors(getkey):
+    phantom = _slab(width=40.0, spacing=10.0)
+    toward = pd.sources.PencilBeam(MONO60, (0.0, -200.0, 0.0), (0.0, 1.0, 0.0))
+    away = pd.sources.PencilBeam(MONO60, (0.0, -200.0, 0.0), (0.0, -1.0, 0.0))
+    with pytest.raises(ValueError, match="n_photons"):
+        pd.mc.simulate(phantom, toward, n_photons=0, key=getkey())
+    with pytest.raises(ValueError, match="miss"):
+        pd.mc.simulate(phantom, away, n_photons=100, key=getkey())
+    with pytest.raises(TypeError, match="source"):
+        pd.mc.simulate(phantom, MONO60, n_photons=100, key=getkey())
+    with pytest.raises(ValueError, match="n_batches"):
+        pd.mc.simulate(phantom, toward, n_photons=10, n_batches=20, key=getkey())

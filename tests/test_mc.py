@@ -28,8 +28,8 @@ def test_energy_is_conserved_to_float_precision(getkey):
         pd.Spectrum.from_tube(100.0, {"Al": 2.5}), (0.0, -300.0, 0.0), (0.0, 0.0, 0.0), 50.0, 10.0
     )
     r = pd.mc.simulate(phantom, source, n_photons=40_000, key=getkey(), lanes=4096, n_batches=4)
-    assert r.deposited_kev + r.escaped_kev == pytest.approx(r.incident_kev, rel=1e-5)
-    assert 0 < r.deposited_kev < r.incident_kev
+    assert r.deposited_kev + r.medium_kev + r.escaped_kev == pytest.approx(r.incident_kev, rel=1e-5)
+    assert 0 < r.deposited_kev < r.incident_kev and 0 < r.medium_kev < 0.05 * r.incident_kev
     np.testing.assert_allclose(
         np.asarray(r.dose_gy), np.asarray(r.energy_imparted_kev) * 1.602176634e-16 / (1.0 * 125e-6), rtol=1e-5
     )
@@ -41,7 +41,7 @@ def test_narrow_beam_transmission_is_beer_lambert(getkey):
     source = pd.sources.PencilBeam(MONO60, (0.0, -200.0, 0.0), (0.0, 1.0, 0.0))
     disk = DiskScorer((0.0, 300.0, 0.0), (0.0, 1.0, 0.0), 1.0)
     n = 100_000
-    r = pd.mc.simulate(phantom, source, n_photons=n, key=getkey(), lanes=8192, disks=(disk,))
+    r = pd.mc.simulate(phantom, source, n_photons=n, key=getkey(), lanes=8192, disks=(disk,), world_medium=None)
     transmitted = float(r.disks[0, 1]) * np.pi * 1.0**2  # primary photons per source photon
     expected = np.exp(-float(pd.materials.get("water").mu_per_mm(60.0)) * t_mm)
     sigma = np.sqrt(expected * (1 - expected) / n)
@@ -54,7 +54,7 @@ def test_inverse_square_in_vacuum(getkey):
     source = pd.sources.ConeBeam(MONO60, (0.0, -100.0, 0.0), (0.0, 0.0, 0.0), (20.0, 20.0))
     near = DiskScorer((0.0, 400.0, 0.0), (0.0, 1.0, 0.0), 40.0)
     far = DiskScorer((0.0, 900.0, 0.0), (0.0, 1.0, 0.0), 40.0)
-    r = pd.mc.simulate(empty, source, n_photons=200_000, key=getkey(), lanes=8192, disks=(near, far))
+    r = pd.mc.simulate(empty, source, n_photons=200_000, key=getkey(), lanes=8192, disks=(near, far), world_medium=None)
     beam = source.beam()
     for i, y in enumerate((400.0, 900.0)):
         analytic = float(beam.fluence_per_photon_mm2(jnp.asarray([0.0, y, 0.0])).sum())
@@ -63,6 +63,11 @@ def test_inverse_square_in_vacuum(getkey):
     kerma = float(MONO60.air_kerma_per_fluence_gy_mm2)
     assert float(r.disks[1, 2]) == pytest.approx(float(r.disks[1, 0]) * kerma, rel=1e-4)
     assert r.deposited_kev == 0.0
+    in_air = pd.mc.simulate(empty, source, n_photons=200_000, key=getkey(), lanes=8192, disks=(near, far))
+    air_mu = float(pd.materials.get("air").mu_per_mm(60.0))
+    # in air the primary fluence also falls as exp(-mu d): 500 mm more air to the far disk
+    ratio = float(in_air.disks[0, 1] / in_air.disks[1, 1]) / 4.0
+    assert ratio == pytest.approx(np.exp(air_mu * 500.0), rel=0.03)
 
 
 def _angular_pdf(e_kev, kind, n_bins=24):

@@ -1,4 +1,4 @@
-"""Scorers outside the voxel world: fluence and air kerma on disks crossed by escaping photons."""
+"""Scorers: fluence and air kerma on disks crossed by photon flights."""
 
 import equinox as eqx
 import jax.numpy as jnp
@@ -11,12 +11,11 @@ from ..units import kerma_gy
 
 
 class DiskScorer(eqx.Module):
-    """A scoring disk in the vacuum beyond the phantom grid.
+    """A scoring disk (a thin, non-perturbing detector) anywhere in the world.
 
-    Photons leaving the grid fly straight; those crossing the disk score fluence
-    (sum of w / (|cos| area), 1/mm^2 per source photon) and air kerma (Gy per source
-    photon), in total and for primary (never scattered) photons alone. Place disks outside
-    the grid: photons are scored where they leave the grid, not while inside it.
+    Every flight segment crossing the disk scores fluence (sum of w / (|cos| area),
+    1/mm^2 per source photon) and air kerma (Gy per source photon), in total and for
+    primary (never scattered) photons alone.
 
     Attributes:
         center_mm: disk centre (z, y, x) (mm).
@@ -54,19 +53,20 @@ class Disks(eqx.Module):
     def __len__(self) -> int:
         return self.radius_mm.shape[0]
 
-    def score(self, esc) -> Float[Array, "p 4"]:
-        """Per disk: fluence, primary fluence, air kerma, primary air kerma (per lane sums)."""
-        cos = esc.direction @ self.normal.T  # (n, p)
+    def score(self, seg) -> Float[Array, "p 4"]:
+        """Per disk: fluence, primary fluence, air kerma, primary air kerma of the flight segments crossing it."""
+        cos = seg.direction @ self.normal.T  # (n, p)
         safe = jnp.where(jnp.abs(cos) > 1e-9, cos, 1e-9)
-        t = jnp.einsum("pk,npk->np", self.normal, self.center_mm[None] - esc.pos_mm[:, None, :]) / safe
-        hit = esc.pos_mm[:, None, :] + t[..., None] * esc.direction[:, None, :]
+        t = jnp.einsum("pk,npk->np", self.normal, self.center_mm[None] - seg.pos_mm[:, None, :]) / safe
+        hit = seg.pos_mm[:, None, :] + t[..., None] * seg.direction[:, None, :]
         r2 = jnp.sum((hit - self.center_mm[None]) ** 2, axis=-1)
-        crosses = esc.mask[:, None] & (t > 0) & (r2 <= (self.radius_mm**2)[None]) & (jnp.abs(cos) > 1e-9)
+        on_segment = (t > 0) & (t <= seg.length_mm[:, None])
+        crosses = seg.mask[:, None] & on_segment & (r2 <= (self.radius_mm**2)[None]) & (jnp.abs(cos) > 1e-9)
         area = jnp.pi * self.radius_mm**2
-        fluence = jnp.where(crosses, esc.weight[:, None] / (jnp.abs(safe) * area[None]), 0.0)
-        mu_en = get("air").mu_en_cm2_g(esc.energy_kev)
-        kerma = fluence * kerma_gy(1.0, esc.energy_kev, mu_en)[:, None]
-        primary = esc.primary[:, None]
+        fluence = jnp.where(crosses, seg.weight[:, None] / (jnp.abs(safe) * area[None]), 0.0)
+        mu_en = get("air").mu_en_cm2_g(seg.energy_kev)
+        kerma = fluence * kerma_gy(1.0, seg.energy_kev, mu_en)[:, None]
+        primary = seg.primary[:, None]
         return jnp.stack(
             [fluence.sum(0), jnp.where(primary, fluence, 0).sum(0), kerma.sum(0), jnp.where(primary, kerma, 0).sum(0)],
             axis=-1,

@@ -1,5 +1,6 @@
 """`simulate`: Monte Carlo dose in a phantom from a source, with batch statistics."""
 
+import dataclasses
 import math
 
 import equinox as eqx
@@ -32,7 +33,8 @@ class MCResult(eqx.Module):
             where nothing was deposited), shape grid.shape.
         organ_energy_kev: organ name -> energy imparted per source photon (keV).
         organ_rel_sigma: organ name -> relative standard uncertainty.
-        escaped_kev: energy leaving the grid per source photon (keV).
+        escaped_kev: energy leaving the world per source photon (keV).
+        medium_kev: energy imparted to the world medium outside the grid per source photon (keV).
         incident_kev: energy emitted per source photon (keV; the mean weighted photon energy).
         disks: per DiskScorer, (fluence 1/mm^2, primary fluence, air kerma Gy, primary air kerma)
             per source photon, shape (p, 4); with `disks_rel_sigma` likewise.
@@ -47,6 +49,7 @@ class MCResult(eqx.Module):
     organ_energy_kev: FrozenDict = eqx.field(static=True)
     organ_rel_sigma: FrozenDict = eqx.field(static=True)
     escaped_kev: float = eqx.field(static=True)
+    medium_kev: float = eqx.field(static=True)
     incident_kev: float = eqx.field(static=True)
     disks: Float[Array, "p 4"]
     disks_rel_sigma: Float[Array, "p 4"]
@@ -62,22 +65,16 @@ class MCResult(eqx.Module):
 
     def scaled(self, source_photons) -> "MCResult":
         """Dose and energies for `source_photons` source photons instead of one."""
-        s = float(source_photons)
-        return MCResult(
-            self.grid,
-            self.energy_imparted_kev * s,
-            self.dose_gy * s,
-            self.rel_sigma,
-            FrozenDict({k: v * s for k, v in self.organ_energy_kev.items()}),
-            self.organ_rel_sigma,
-            self.escaped_kev * s,
-            self.incident_kev * s,
-            self.disks * s,
-            self.disks_rel_sigma,
-            self.n_photons,
-            self.n_batches,
-            self.steps,
-            self.interactions,
+        k = float(source_photons)
+        return dataclasses.replace(
+            self,
+            energy_imparted_kev=self.energy_imparted_kev * k,
+            dose_gy=self.dose_gy * k,
+            organ_energy_kev=FrozenDict({name: v * k for name, v in self.organ_energy_kev.items()}),
+            escaped_kev=self.escaped_kev * k,
+            medium_kev=self.medium_kev * k,
+            incident_kev=self.incident_kev * k,
+            disks=self.disks * k,
         )
 
 
@@ -91,6 +88,7 @@ def simulate(
     lanes: int = 16384,
     energy_cutoff_kev: float = 5.0,
     disks: tuple[DiskScorer, ...] = (),
+    world_medium: str | None = "air",
     progress: bool = False,
     max_steps_per_chunk: int = 10_000_000,
 ) -> MCResult:
@@ -99,10 +97,12 @@ def simulate(
     Woodcock tracking in the voxel grid (vacuum outside it), photoelectric absorption,
     incoherent scattering (Klein-Nishina x S(x)) and coherent scattering (Thomson x F^2),
     kerma approximation (electrons deposit where they are set in motion), photons below
-    `energy_cutoff_kev` deposit locally. Photons run in `lanes` parallel lanes refilled
-    from the source; the run is split into `n_batches` chunks of equal size, one jit-compiled
-    call each (compiled once per grid shape and lane count), whose spread gives the
-    uncertainties. Memory does not grow with `n_photons`.
+    `energy_cutoff_kev` deposit locally. Around the grid is a box of `world_medium` (dry
+    air by default, None for vacuum) that holds the source and the scorers; photons
+    are tracked through it exactly and leave the simulation at its boundary. Photons run
+    in `lanes` parallel lanes refilled from the source; the run is split into `n_batches`
+    chunks of equal size, one jit-compiled call each (compiled once per grid shape and
+    lane count), whose spread gives the uncertainties. Memory does not grow with `n_photons`.
 
     Args:
         phantom: the voxel phantom.
@@ -112,7 +112,8 @@ def simulate(
         n_batches: statistical batches (>= 2 for uncertainties).
         lanes: photons in flight at once.
         energy_cutoff_kev: photons below this energy deposit locally.
-        disks: DiskScorers outside the grid for fluence and air kerma.
+        disks: DiskScorers for fluence and air kerma (thin, non-perturbing).
+        world_medium: material around the grid, or None for vacuum.
         progress: show a progress bar over batches.
 
     Returns:
@@ -139,8 +140,8 @@ def simulate(
         raise ValueError("phantom density_g_cm3 must be finite and >= 0")
     beam = source.beam()
     _check_aim(phantom.grid, beam)
-    world = World.from_phantom(phantom)
     stack = Disks.stack(disks) if disks else None
+    world = World.build(phantom, _world_points(beam, disks), world_medium)
     chunk = math.ceil(n_photons / n_batches)
     lanes = min(lanes, chunk)
     run = eqx.filter_jit(run_chunk)
@@ -159,7 +160,7 @@ def simulate(
     organ_sq = np.zeros(len(organ_names) + 1)
     disk_sum = np.zeros((len(disks), 4))
     disk_sq = np.zeros((len(disks), 4))
-    escaped = incident = 0.0
+    escaped = incident = medium = 0.0
     steps = interactions = done = 0
     batches = range(n_batches)
     if progress:
@@ -191,6 +192,7 @@ def simulate(
         disk_sum += d * budget
         disk_sq += d**2 * budget
         escaped += float(t.escaped_kev)
+        medium += float(t.medium_kev)
         incident += float(t.incident_kev)
         steps += int(t.steps)
         interactions += int(t.interactions)
@@ -225,6 +227,7 @@ def simulate(
         FrozenDict({name: float(organ[i + 1]) for i, name in enumerate(organ_names)}),
         FrozenDict({name: float(organ_rel[i + 1]) for i, name in enumerate(organ_names)}),
         escaped / done,
+        medium / done,
         incident / done,
         jnp.asarray(disk, dtype),
         jnp.asarray(disk_rel, dtype),
@@ -233,6 +236,18 @@ def simulate(
         steps,
         interactions,
     )
+
+
+def _world_points(beam, disks) -> np.ndarray:
+    """Points the world box must hold: the emitting areas of every view and the scoring disks."""
+    c = np.asarray(beam.focal_mm, dtype=np.float64)
+    axes = np.asarray(beam.axes, dtype=np.float64)
+    half = np.asarray(beam.emitter_half_mm, dtype=np.float64)
+    corners = [c + su * half[0] * axes[:, 1] + sw * half[1] * axes[:, 2] for su in (-1, 1) for sw in (-1, 1)]
+    pts = [np.concatenate(corners)]
+    for d in disks:
+        pts.append(np.asarray(d.center_mm)[None] + np.array([[-1, -1, -1], [1, 1, 1]]) * d.radius_mm)
+    return np.concatenate(pts)
 
 
 def _check_aim(grid: Grid, beam) -> None:

@@ -153,6 +153,32 @@ def materials(args) -> None:
         print(f"  {ek:8.1f} {mu:10.4f} {mu_en:10.4f}")
 
 
+def validate(args) -> None:
+    import json
+
+    import jax
+
+    import physdose.validation as validation
+    from physdose._atomic import atomic_path
+
+    if args.benchmark != "tg195":
+        raise ValueError(f"unknown benchmark {args.benchmark!r}; available: tg195")
+    cases = validation._tg195.CASES if args.case == "all" else (args.case,)
+    records = validation.tg195(
+        cases,
+        n_photons=args.photons,
+        key=jax.random.key(args.seed),
+        case5_path=args.case5_path,
+        spectra=args.spectrum,
+        progress=True,
+    )
+    print(validation.format_table(records))
+    if args.out:
+        with atomic_path(args.out) as tmp:
+            tmp.write_text(json.dumps(records, indent=1))
+        print(f"Saved {args.out}")
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="physdose", description="Fast X-ray dose estimation in JAX.")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
@@ -168,6 +194,14 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("materials", help="list materials, or show one's attenuation coefficients")
     p.add_argument("name", nargs="?", help="material name (see the list) or element symbol")
     p.add_argument("--energies", default="20,30,40,60,80,100,150", help="comma-separated energies (keV)")
+    p = sub.add_parser("validate", help="run a published Monte Carlo benchmark (AAPM TG-195) and compare")
+    p.add_argument("benchmark", choices=["tg195"], help="which benchmark")
+    p.add_argument("--case", default="all", choices=["1", "2", "4", "5", "all"], help="TG-195 case (default all)")
+    p.add_argument("--photons", type=int, default=1_000_000, help="source photons per simulation")
+    p.add_argument("--out", type=Path, default=None, help="write the records as JSON here")
+    p.add_argument("--case5-path", type=Path, default=None, help="tg195_case5_phantom.tar.gz (needed for case 5)")
+    p.add_argument("--spectrum", action="append", default=None, help='only this beam, repeatable ("56.4 keV")')
+    p.add_argument("--seed", type=int, default=0, help="PRNG seed")
     return parser
 
 
@@ -181,6 +215,8 @@ def main(argv: list[str] | None = None) -> int:
             spectrum(args)
         elif args.command == "materials":
             materials(args)
+        elif args.command == "validate":
+            validate(args)
     except (ValueError, TypeError, argparse.ArgumentTypeError) as err:
         print(f"physdose {args.command}: error: {err}", file=sys.stderr)
         return 2

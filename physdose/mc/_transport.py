@@ -9,6 +9,8 @@ all of it in photoelectric absorption, E - E' in incoherent scattering, and what
 when the photon falls below the energy cut-off.
 """
 
+import dataclasses
+
 import equinox as eqx
 import jax
 import jax.numpy as jnp
@@ -95,7 +97,7 @@ class World(eqx.Module):
 
 
 def _renamed(material):
-    return eqx.tree_at(lambda m: m.name, material, material.name + "_world")
+    return dataclasses.replace(material, name=material.name + "_world")
 
 
 def _majorant(table: MaterialTable, rho_max: np.ndarray) -> Float[Array, " i"]:

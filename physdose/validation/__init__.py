@@ -1,0 +1,8 @@
+"""Validation against published benchmarks (AAPM TG-195)."""
+
+from ._tg195 import (
+    format_table as format_table,
+    reference_table as reference_table,
+    tg195 as tg195,
+    tg195_spectrum as tg195_spectrum,
+)

@@ -1,3 +1,4 @@
+import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
@@ -149,3 +150,35 @@ def test_bad_simulation_inputs_raise_clear_errors(getkey):
         pd.mc.simulate(phantom, MONO60, n_photons=100, key=getkey())
     with pytest.raises(ValueError, match="n_batches"):
         pd.mc.simulate(phantom, toward, n_photons=10, n_batches=20, key=getkey())
+
+
+def test_coarser_dose_grid_sums_energy_and_mass(getkey):
+    phantom = _slab(width=40.0, thickness_mm=40.0, spacing=5.0)
+    source = pd.sources.PencilBeam(MONO60, (0.0, -200.0, 0.0), (0.0, 1.0, 0.0))
+    key = getkey()
+    fine = pd.mc.simulate(phantom, source, n_photons=20_000, key=key, lanes=2048, n_batches=4)
+    coarse = pd.mc.simulate(
+        phantom, source, n_photons=20_000, key=key, lanes=2048, n_batches=4, dose_grid_factor=(2, 4, 2)
+    )
+    assert coarse.grid.shape == (4, 2, 4) and coarse.grid.spacing_mm == (10.0, 20.0, 10.0)
+    np.testing.assert_allclose(coarse.grid.center_mm, fine.grid.center_mm, atol=1e-9)
+    blocks = np.asarray(fine.energy_imparted_kev, np.float64).reshape(4, 2, 2, 4, 4, 2).sum(axis=(1, 3, 5))
+    np.testing.assert_allclose(coarse.energy_imparted_kev, blocks, rtol=1e-5)
+    mass_kg = 1.0 * 10 * 20 * 10 * 1e-6
+    np.testing.assert_allclose(coarse.dose_gy, blocks * 1.602176634e-16 / mass_kg, rtol=1e-5)
+    assert float(np.nanmax(np.where(np.isfinite(coarse.rel_sigma), coarse.rel_sigma, np.nan))) < float(
+        np.nanmax(np.where(np.isfinite(fine.rel_sigma), fine.rel_sigma, np.nan))
+    )
+    with pytest.raises(ValueError, match="dose_grid_factor"):
+        pd.mc.simulate(phantom, source, n_photons=100, key=key, dose_grid_factor=(3, 1, 1))
+
+
+def test_batches_spread_over_devices_give_device_independent_results(getkey):
+    assert len(jax.local_devices()) >= 2  # tests run with two host devices (conftest)
+    phantom = _slab(width=40.0, spacing=10.0)
+    source = pd.sources.PencilBeam(MONO60, (0.0, -200.0, 0.0), (0.0, 1.0, 0.0))
+    key = getkey()
+    both = pd.mc.simulate(phantom, source, n_photons=8_000, key=key, lanes=1024, n_batches=4)
+    one = jax.device_put(phantom, jax.local_devices()[1])  # placement of the input does not matter either
+    again = pd.mc.simulate(one, source, n_photons=8_000, key=key, lanes=1024, n_batches=4)
+    np.testing.assert_allclose(both.energy_imparted_kev, again.energy_imparted_kev, rtol=1e-6)

@@ -89,6 +89,7 @@ def simulate(
     energy_cutoff_kev: float = 5.0,
     disks: tuple[DiskScorer, ...] = (),
     world_medium: str | None = "air",
+    dose_grid_factor: tuple[int, int, int] | None = None,
     progress: bool = False,
     max_steps_per_chunk: int = 10_000_000,
 ) -> MCResult:
@@ -114,6 +115,8 @@ def simulate(
         energy_cutoff_kev: photons below this energy deposit locally.
         disks: DiskScorers for fluence and air kerma (thin, non-perturbing).
         world_medium: material around the grid, or None for vacuum.
+        dose_grid_factor: score on a coarser grid, (fz, fy, fx) transport voxels per scoring
+            voxel (each must divide the grid shape); energies and masses are summed.
         progress: show a progress bar over batches.
 
     Returns:
@@ -135,6 +138,7 @@ def simulate(
         raise ValueError(f"lanes must be a positive int, got {lanes!r}")
     if not 1.0 <= energy_cutoff_kev < 150.0:
         raise ValueError(f"energy_cutoff_kev must lie in 1-150 keV, got {energy_cutoff_kev!r}")
+    factor = _check_factor(dose_grid_factor, phantom.grid)
     rho = np.asarray(phantom.density_g_cm3)
     if not np.all(np.isfinite(rho)) or rho.min() < 0:
         raise ValueError("phantom density_g_cm3 must be finite and >= 0")
@@ -153,53 +157,71 @@ def simulate(
         organ_index[phantom.organs[name]] = i + 1
     voxel_organ = organ_index[labels]
 
-    n_vox = world.material_ids.shape[0]
-    e_sum = np.zeros(n_vox)
-    e_sq = np.zeros(n_vox)
+    shape = phantom.grid.shape
+    coarse_shape = tuple(n // f for n, f in zip(shape, factor))
+    e_sum = np.zeros(math.prod(coarse_shape))
+    e_sq = np.zeros_like(e_sum)
     organ_sum = np.zeros(len(organ_names) + 1)
     organ_sq = np.zeros(len(organ_names) + 1)
     disk_sum = np.zeros((len(disks), 4))
     disk_sq = np.zeros((len(disks), 4))
-    escaped = incident = medium = 0.0
-    steps = interactions = done = 0
-    batches = range(n_batches)
-    if progress:
-        from tqdm.auto import tqdm
-
-        batches = tqdm(batches, desc="mc.simulate", unit="batch")
+    totals = {"escaped": 0.0, "incident": 0.0, "medium": 0.0, "steps": 0, "interactions": 0}
     sizes = []
-    for b in batches:
-        budget = min(chunk, n_photons - done)
-        if budget <= 0:
-            break
-        t = run(
-            world,
-            beam,
-            jnp.asarray(budget),
-            jax.random.fold_in(key, b),
-            lanes=lanes,
-            cutoff_kev=float(energy_cutoff_kev),
-            max_steps=max_steps_per_chunk,
-            disks=stack,
-        )
-        e = np.asarray(t.energy_kev, dtype=np.float64) / budget  # per source photon in this batch
+
+    def collect(b, budget, t):
+        nonlocal e_sum, e_sq, organ_sum, organ_sq, disk_sum, disk_sq
+        if int(t.started) != budget:
+            raise RuntimeError(f"batch {b} started {int(t.started)} of {budget} photons (max_steps_per_chunk reached?)")
+        e_fine = np.asarray(t.energy_kev, dtype=np.float64) / budget  # per source photon in this batch
+        e = _coarsen(e_fine.reshape(shape), factor).ravel()
         e_sum += e * budget
         e_sq += e**2 * budget
-        org = np.bincount(voxel_organ, weights=e, minlength=len(organ_names) + 1)
+        org = np.bincount(voxel_organ, weights=e_fine, minlength=len(organ_names) + 1)
         organ_sum += org * budget
         organ_sq += org**2 * budget
         d = np.asarray(t.plane, dtype=np.float64) / budget
         disk_sum += d * budget
         disk_sq += d**2 * budget
-        escaped += float(t.escaped_kev)
-        medium += float(t.medium_kev)
-        incident += float(t.incident_kev)
-        steps += int(t.steps)
-        interactions += int(t.interactions)
-        if int(t.started) != budget:
-            raise RuntimeError(f"batch {b} started {int(t.started)} of {budget} photons (max_steps_per_chunk reached?)")
-        done += budget
+        for name in ("escaped", "incident", "medium"):
+            totals[name] += float(getattr(t, f"{name}_kev"))
+        totals["steps"] += int(t.steps)
+        totals["interactions"] += int(t.interactions)
         sizes.append(budget)
+
+    devices = jax.local_devices()
+    placed = [jax.device_put((world, beam, stack), d) for d in devices]
+    bar = None
+    if progress:
+        from tqdm.auto import tqdm
+
+        bar = tqdm(total=n_batches, desc="mc.simulate", unit="batch")
+    in_flight = []
+    done = 0
+    for b in range(n_batches):
+        budget = min(chunk, n_photons - done)
+        if budget <= 0:
+            break
+        w, bm, dk = placed[b % len(devices)]
+        tally = run(
+            w,
+            bm,
+            jnp.asarray(budget),
+            jax.random.fold_in(key, b),
+            lanes=lanes,
+            cutoff_kev=float(energy_cutoff_kev),
+            max_steps=max_steps_per_chunk,
+            disks=dk,
+        )  # dispatched asynchronously
+        in_flight.append((b, budget, tally))
+        done += budget
+        if len(in_flight) == len(devices) or b == n_batches - 1 or done >= n_photons:
+            for item in in_flight:
+                collect(*item)
+                if bar is not None:
+                    bar.update(1)
+            in_flight = []
+    if bar is not None:
+        bar.close()
 
     def mean_and_rel_sigma(total, squares):
         mean = total / done
@@ -214,28 +236,53 @@ def simulate(
     energy, rel = mean_and_rel_sigma(e_sum, e_sq)
     organ, organ_rel = mean_and_rel_sigma(organ_sum, organ_sq)
     disk, disk_rel = mean_and_rel_sigma(disk_sum, disk_sq)
-    mass_kg = rho.ravel().astype(np.float64) * phantom.grid.voxel_volume_mm3 * 1e-6
+    mass_kg = _coarsen(rho.astype(np.float64) * phantom.grid.voxel_volume_mm3 * 1e-6, factor).ravel()
     with np.errstate(divide="ignore", invalid="ignore"):
         dose = np.where(mass_kg > 0, energy * KEV_TO_J / mass_kg, 0.0)
-    shape = phantom.grid.shape
     dtype = phantom.density_g_cm3.dtype
+    grid = _coarse_grid(phantom.grid, factor)
     return MCResult(
-        phantom.grid,
-        jnp.asarray(energy.reshape(shape), dtype),
-        jnp.asarray(dose.reshape(shape), dtype),
-        jnp.asarray(rel.reshape(shape), dtype),
+        grid,
+        jnp.asarray(energy.reshape(coarse_shape), dtype),
+        jnp.asarray(dose.reshape(coarse_shape), dtype),
+        jnp.asarray(rel.reshape(coarse_shape), dtype),
         FrozenDict({name: float(organ[i + 1]) for i, name in enumerate(organ_names)}),
         FrozenDict({name: float(organ_rel[i + 1]) for i, name in enumerate(organ_names)}),
-        escaped / done,
-        medium / done,
-        incident / done,
+        totals["escaped"] / done,
+        totals["medium"] / done,
+        totals["incident"] / done,
         jnp.asarray(disk, dtype),
         jnp.asarray(disk_rel, dtype),
         int(done),
         len(sizes),
-        steps,
-        interactions,
+        totals["steps"],
+        totals["interactions"],
     )
+
+
+def _check_factor(factor, grid: Grid) -> tuple[int, int, int]:
+    if factor is None:
+        return (1, 1, 1)
+    f = tuple(int(v) for v in factor)
+    if len(f) != 3 or any(v < 1 or n % v for v, n in zip(f, grid.shape)):
+        raise ValueError(
+            f"dose_grid_factor must be three positive ints dividing the grid shape {grid.shape}, got {factor!r}"
+        )
+    return f
+
+
+def _coarsen(volume: np.ndarray, factor) -> np.ndarray:
+    """Sum blocks of `factor` voxels."""
+    (nz, ny, nx), (fz, fy, fx) = volume.shape, factor
+    return volume.reshape(nz // fz, fz, ny // fy, fy, nx // fx, fx).sum(axis=(1, 3, 5))
+
+
+def _coarse_grid(grid: Grid, factor) -> Grid:
+    if factor == (1, 1, 1):
+        return grid
+    spacing = tuple(d * f for d, f in zip(grid.spacing_mm, factor))
+    origin = tuple(o + (f - 1) / 2 * d for o, f, d in zip(grid.origin_mm, factor, grid.spacing_mm))
+    return Grid(tuple(n // f for n, f in zip(grid.shape, factor)), spacing, origin)
 
 
 def _world_points(beam, disks) -> np.ndarray:

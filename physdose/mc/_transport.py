@@ -220,7 +220,16 @@ def run_chunk(
     def body(carry):
         state, tally, remaining, step = carry
         k_src, k_step = jr.split(jr.fold_in(key, step))
-        state, tally, remaining = _refill(world, beam, state, tally, remaining, k_src)
+        # refill only once enough lanes are free (or the last photons are waiting): drawing
+        # source photons costs as much as a flight step, so not every step pays for it
+        n_dead = jnp.sum((~state.alive).astype(jnp.int32))
+        due = (remaining > 0) & (n_dead >= jnp.minimum(remaining, max(1, lanes // 8)))
+        state, tally, remaining = jax.lax.cond(
+            due,
+            lambda args: _refill(world, beam, *args, k_src),
+            lambda args: args,
+            (state, tally, remaining),
+        )
         state, tally = _step(world, state, tally, k_step, cutoff_kev, disks)
         tally = eqx.tree_at(lambda t: t.steps, tally, tally.steps + 1)
         return state, tally, remaining, step + 1

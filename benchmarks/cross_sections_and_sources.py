@@ -9,26 +9,15 @@ lookups agree with xraylib's own partial cross sections (a quality band).
 """
 
 import argparse
-import os
-import platform
 import timeit
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 import xraylib
+from _machine import describe
 
 import physdose as pd
-
-
-def cpu_name() -> str:
-    try:
-        for line in open("/proc/cpuinfo"):
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
 
 
 def best_of(fn, repeat=5):
@@ -40,8 +29,7 @@ def main():
     parser.add_argument("--n", type=int, default=1_000_000, help="lookups / photons per call")
     args = parser.parse_args()
     n = args.n
-    print(f"machine: {cpu_name()}, {os.cpu_count()} cores | devices: {jax.devices()}")
-    print(f"python {platform.python_version()} | jax {jax.__version__} | xraylib {xraylib.__version__}")
+    print(describe(xraylib=xraylib.__version__))
 
     names = ["water", "soft_tissue_icru44", "cortical_bone", "lung", "adipose", "lead"]
     table = pd.materials.MaterialTable.from_materials(names)

@@ -14,24 +14,13 @@ Goals (issue 4): >= 1e6 photons/s on the 2-core CPU; >= 1e9 photons/s on one H10
 """
 
 import argparse
-import os
-import platform
 import time
 from pathlib import Path
 
 import jax
+from _machine import describe
 
 import physdose as pd
-
-
-def cpu_name() -> str:
-    try:
-        for line in open("/proc/cpuinfo"):
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
 
 
 def measure(name, phantom, source, n, lanes, repeat=2):
@@ -59,8 +48,7 @@ def main():
     default_case5 = Path(__file__).resolve().parents[2] / "shared" / "reference" / "tg195_case5_phantom.tar.gz"
     parser.add_argument("--case5", type=Path, default=default_case5)
     args = parser.parse_args()
-    print(f"machine: {cpu_name()}, {os.cpu_count()} cores | devices: {jax.devices()}")
-    print(f"python {platform.python_version()} | jax {jax.__version__} | physdose {pd.__version__}")
+    print(describe(physdose=pd.__version__))
     print(f"\n{'geometry':<44}{'voxels':>12}{'compile s':>10}{'run s':>9}{'photons/s':>14}{'steps/ph':>9}")
 
     spectrum = pd.Spectrum.from_tube(120.0, {"Al": 2.5})

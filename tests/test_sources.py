@@ -224,3 +224,25 @@ def test_bad_source_inputs_raise_errors_naming_them(tube, mono):
         ConeBeam(mono, (0.0, 0.0, -100.0), (0.0, 0.0, 0.0), (10.0, 10.0)).beam().photons_per_mas()
     with pytest.raises(ValueError, match="tan_half"):
         Beam(mono, jnp.zeros((1, 3)), jnp.eye(3)[None], jnp.ones(1), jnp.asarray([0.1, 0.0]), jnp.zeros(2))
+
+
+def test_off_axis_aperture_solid_angle_and_sampling(mono, getkey):
+    """A field kept on a detector by a tilted source: the aperture sits off the central ray."""
+    src = ConeBeam(mono, (0.0, -1000.0, 0.0), (0.0, 0.0, 0.0), (200.0, 100.0), field_offset_mm=(0.0, 300.0))
+    beam = src.beam()
+    np.testing.assert_allclose(beam.aperture_center, [0.0, 0.3], rtol=1e-6)
+    # solid angle by quadrature over the shifted rectangle: integral of cos^3 dt_u dt_w
+    tu = np.linspace(-0.1, 0.1, 401)
+    tw = np.linspace(0.25, 0.35, 401)
+    gu, gw = np.meshgrid(tu, tw, indexing="ij")
+    omega = np.trapezoid(np.trapezoid((1 + gu**2 + gw**2) ** -1.5, tw, axis=1), tu)
+    assert float(beam.solid_angle_sr) == pytest.approx(omega, rel=1e-5)
+    centred = ConeBeam(mono, (0.0, -1000.0, 0.0), (0.0, 0.0, 0.0), (200.0, 100.0)).beam()
+    assert float(centred.solid_angle_sr) > float(beam.solid_angle_sr)  # the same field off axis subtends less
+    ph = beam.sample(100_000, key=getkey())
+    t = np.asarray(beam.aperture_coords(0, ph.direction))
+    assert np.all(np.abs(t[:, 0]) <= 0.1 + 1e-6) and np.all(np.abs(t[:, 1] - 0.3) <= 0.05 + 1e-6)
+    assert float(ph.weight.mean()) == pytest.approx(1.0, abs=5e-3)
+    # every photon lands in the field, 300 mm off the aim point along w = z, at the aim plane
+    hit = np.asarray(ph.pos_mm + (1000.0 / ph.direction[:, 1])[:, None] * ph.direction)
+    assert np.all(np.abs(hit[:, 0] - 300.0) <= 50.0 + 1e-3) and np.all(np.abs(hit[:, 2]) <= 100.0 + 1e-3)

@@ -36,7 +36,7 @@ def test_case1_hvl_and_qvl_ratios_within_1_percent():
     _check(case1(60_000, key=jax.random.key(1), spectra=("30 keV", "100 kVp")), 1.0)
 
 
-def test_case2_radiography_total_within_2_percent():
+def test_case2_radiography_and_tomosynthesis_totals_within_2_percent():
     records = case2(150_000, key=jax.random.key(2), spectra=("56.4 keV",))
     _check(records, 2.0, volumes={"Total body"})
     _check(records, 2.0)  # the VOIs, with their (larger) statistical uncertainty

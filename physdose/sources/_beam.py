@@ -95,8 +95,10 @@ class Beam(eqx.Module):
 
     A beam is a set of views (CT projections, or one C-arm exposure). View `v` emits from a
     rectangle of half-size `emitter_half_mm` (u, w) centred on `focal_mm[v]` (zero for a
-    focal spot) into directions d = c + t_u u + t_w w with |t_u| <= tan_half[0],
-    |t_w| <= tan_half[1], where (c, u, w) = `axes[v]` are orthonormal: the central ray,
+    focal spot) into directions d = c + t_u u + t_w w with |t_u - o_u| <= tan_half[0],
+    |t_w - o_w| <= tan_half[1] (o = `aperture_center`, zero unless the field is off-axis,
+    as for a tomosynthesis source whose field stays on the detector), where
+    (c, u, w) = `axes[v]` are orthonormal: the central ray,
     the fan direction and the slice direction. A focal spot emits isotropically per solid
     angle inside that rectangular aperture; an emitter with zero aperture emits along c only
     (pencil and parallel beams). A bowtie filter, if present, attenuates each ray according
@@ -113,6 +115,7 @@ class Beam(eqx.Module):
         tan_half: aperture half-widths as tangents (u, w), shape (2,): both > 0 or both 0.
         emitter_half_mm: emitting-area half-widths (u, w) (mm), shape (2,).
         bowtie: optional bowtie filter.
+        aperture_center: centre of the aperture in tangent coordinates (u, w), shape (2,).
     """
 
     spectrum: Spectrum
@@ -122,6 +125,7 @@ class Beam(eqx.Module):
     tan_half: Float[Array, " 2"]
     emitter_half_mm: Float[Array, " 2"]
     bowtie: Bowtie | None = None
+    aperture_center: Float[Array, " 2"] = eqx.field(default=(0.0, 0.0), converter=jnp.asarray)
 
     def __check_init__(self):
         v = self.focal_mm.shape[0]
@@ -146,9 +150,18 @@ class Beam(eqx.Module):
 
     @property
     def solid_angle_sr(self) -> Float[Array, ""]:
-        """Solid angle of the rectangular aperture, 4 asin(sin a sin b) with tan a, tan b = tan_half."""
-        a, b = jnp.arctan(self.tan_half[0]), jnp.arctan(self.tan_half[1])
-        return 4.0 * jnp.arcsin(jnp.sin(a) * jnp.sin(b))
+        """Solid angle of the rectangular aperture (sr).
+
+        By inclusion-exclusion of corner rectangles [0, x] x [0, y] at unit distance, each
+        subtending atan(x y / sqrt(1 + x^2 + y^2)); 4 asin(sin a sin b) when centred.
+        """
+        lo = self.aperture_center - self.tan_half
+        hi = self.aperture_center + self.tan_half
+
+        def corner(x, y):
+            return jnp.arctan(x * y / jnp.sqrt(1.0 + x**2 + y**2))
+
+        return corner(hi[0], hi[1]) - corner(lo[0], hi[1]) - corner(hi[0], lo[1]) + corner(lo[0], lo[1])
 
     def aperture_coords(self, view: Int[ArrayLike, ""], direction: Float[ArrayLike, "*b 3"]) -> Float[Array, "*b 2"]:
         """Aperture coordinates (t_u, t_w) of `direction` in view `view` (inf behind the source)."""
@@ -166,7 +179,8 @@ class Beam(eqx.Module):
         times the bowtie transmission over the aperture. Shape (*b, n_energies).
         """
         t = self.aperture_coords(view, direction)
-        inside = jnp.all(jnp.abs(t) <= _trailing(self.tan_half, t), axis=-1)
+        offset = t - _trailing(self.aperture_center, t)
+        inside = jnp.all(jnp.abs(offset) <= _trailing(self.tan_half, t), axis=-1)
         per_sr = jnp.where(inside, self.view_weight[view] / self.solid_angle_sr, 0.0)[..., None]
         out = per_sr * _trailing(self.spectrum.fluence, per_sr)
         if self.bowtie is not None:
@@ -233,7 +247,7 @@ class Beam(eqx.Module):
         k_view, k_energy, k_dir, k_pos = jr.split(key, 4)
         view = _sample_index(k_view, self.view_weight, n)
         energy = self.spectrum.energy_kev[_sample_index(k_energy, self.spectrum.fluence, n)]
-        t = jr.uniform(k_dir, (n, 2), minval=-1.0, maxval=1.0) * self.tan_half[None]
+        t = jr.uniform(k_dir, (n, 2), minval=-1.0, maxval=1.0) * self.tan_half[None] + self.aperture_center[None]
         a = jr.uniform(k_pos, (n, 2), minval=-1.0, maxval=1.0) * self.emitter_half_mm[None]
         c, u, w = (self.axes[view, i] for i in range(3))
         d = c + t[:, :1] * u + t[:, 1:] * w

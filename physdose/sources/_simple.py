@@ -19,13 +19,15 @@ def _vec3(name, value) -> Float[Array, " 3"]:
     return v
 
 
-def _focal_beam(spectrum, focal_mm, aim_mm, field_u_mm, field_w_mm, slice_axis, bowtie=None) -> Beam:
-    """Beam from a focal spot aimed at `aim_mm`, collimated to a field (u, w) at the aim point."""
+def _focal_beam(spectrum, focal_mm, aim_mm, field_u_mm, field_w_mm, slice_axis, bowtie=None, offset_mm=None) -> Beam:
+    """Beam from a focal spot aimed at `aim_mm`, collimated to a field (u, w) at the aim point,
+    centred `offset_mm` (u, w) away from it in the plane normal to the central ray."""
     axis = aim_mm - focal_mm
     distance = jnp.linalg.norm(axis)
     frame = orthonormal_frame(axis, slice_axis)
     tan_half = jnp.stack([field_u_mm, field_w_mm]) / (2 * distance)
-    return Beam(spectrum, focal_mm[None], frame[None], jnp.ones(1), tan_half, jnp.zeros(2), bowtie)
+    center = jnp.zeros(2) if offset_mm is None else offset_mm / distance
+    return Beam(spectrum, focal_mm[None], frame[None], jnp.ones(1), tan_half, jnp.zeros(2), bowtie, center)
 
 
 class ConeBeam(AbstractSource):
@@ -38,6 +40,9 @@ class ConeBeam(AbstractSource):
         field_mm: field size (u, w) at `aim_mm` (mm); w is the part of `slice_axis`
             perpendicular to the central ray, u completes the frame.
         slice_axis: direction defining w (default the z axis).
+        field_offset_mm: centre of the field relative to `aim_mm`, (u, w) in the plane normal
+            to the central ray (mm); non-zero for off-axis fields, e.g. a tomosynthesis
+            source whose field stays on the detector.
     """
 
     spectrum: Spectrum
@@ -45,14 +50,16 @@ class ConeBeam(AbstractSource):
     aim_mm: Float[Array, " 3"] = eqx.field(converter=lambda v: _vec3("aim_mm", v))
     field_mm: Float[Array, " 2"] = eqx.field(converter=jnp.asarray)
     slice_axis: tuple[float, float, float] = eqx.field(static=True, default=_Z_AXIS)
+    field_offset_mm: Float[Array, " 2"] = eqx.field(default=(0.0, 0.0), converter=jnp.asarray)
 
     def __check_init__(self):
         check_spectrum(self.spectrum)
         check_positive("field_mm", self.field_mm)
 
     def beam(self) -> Beam:
+        f = self.field_mm
         return _focal_beam(
-            self.spectrum, self.focal_mm, self.aim_mm, self.field_mm[0], self.field_mm[1], self.slice_axis
+            self.spectrum, self.focal_mm, self.aim_mm, f[0], f[1], self.slice_axis, offset_mm=self.field_offset_mm
         )
 
 

@@ -1,10 +1,12 @@
 """physdose: fast, differentiable X-ray dose estimation for patients and staff, in JAX."""
 
 from . import (
+    dosimetry as dosimetry,
     geometry as geometry,
     io as io,
     materials as materials,
     mc as mc,
+    metrics as metrics,
     phantoms as phantoms,
     plot as plot,
     sources as sources,

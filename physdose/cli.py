@@ -153,6 +153,18 @@ def materials(args) -> None:
         print(f"  {ek:8.1f} {mu:10.4f} {mu_en:10.4f}")
 
 
+def _parse_energies(text: str) -> tuple[float, ...]:
+    try:
+        energies = tuple(float(v) for v in text.split(",") if v.strip())
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f"--energies expects comma-separated keV (e.g. 15,30,60), got {text!r}"
+        ) from None
+    if not energies:
+        raise argparse.ArgumentTypeError(f"--energies expects comma-separated keV (e.g. 15,30,60), got {text!r}")
+    return energies
+
+
 def validate(args) -> None:
     import json
 
@@ -161,18 +173,28 @@ def validate(args) -> None:
     import physdose.validation as validation
     from physdose._atomic import atomic_path
 
-    if args.benchmark != "tg195":
-        raise ValueError(f"unknown benchmark {args.benchmark!r}; available: tg195")
-    cases = validation._tg195.CASES if args.case == "all" else (args.case,)
-    records = validation.tg195(
-        cases,
-        n_photons=args.photons,
-        key=jax.random.key(args.seed),
-        case5_path=args.case5_path,
-        spectra=args.spectrum,
-        progress=True,
-    )
-    print(validation.format_table(records))
+    if args.benchmark == "icru":
+        records = validation.icru(
+            _parse_energies(args.energies),
+            n_photons=args.photons,
+            key=jax.random.key(args.seed),
+            quantities=tuple(args.quantity or validation._icru.QUANTITIES),
+            progress=True,
+        )
+        print(validation.format_icru_table(records))
+    elif args.benchmark == "tg195":
+        cases = validation._tg195.CASES if args.case == "all" else (args.case,)
+        records = validation.tg195(
+            cases,
+            n_photons=args.photons,
+            key=jax.random.key(args.seed),
+            case5_path=args.case5_path,
+            spectra=args.spectrum,
+            progress=True,
+        )
+        print(validation.format_table(records))
+    else:
+        raise ValueError(f"unknown benchmark {args.benchmark!r}; available: tg195, icru")
     if args.out:
         with atomic_path(args.out) as tmp:
             tmp.write_text(json.dumps(records, indent=1))
@@ -194,13 +216,27 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("materials", help="list materials, or show one's attenuation coefficients")
     p.add_argument("name", nargs="?", help="material name (see the list) or element symbol")
     p.add_argument("--energies", default="20,30,40,60,80,100,150", help="comma-separated energies (keV)")
-    p = sub.add_parser("validate", help="run a published Monte Carlo benchmark (AAPM TG-195) and compare")
-    p.add_argument("benchmark", choices=["tg195"], help="which benchmark")
+    p = sub.add_parser(
+        "validate", help="run a published benchmark (AAPM TG-195; ICRU operational quantities) and compare"
+    )
+    p.add_argument("benchmark", choices=["tg195", "icru"], help="which benchmark")
     p.add_argument("--case", default="all", choices=["1", "2", "4", "5", "all"], help="TG-195 case (default all)")
     p.add_argument("--photons", type=int, default=1_000_000, help="source photons per simulation")
     p.add_argument("--out", type=Path, default=None, help="write the records as JSON here")
     p.add_argument("--case5-path", type=Path, default=None, help="tg195_case5_phantom.tar.gz (needed for case 5)")
     p.add_argument("--spectrum", action="append", default=None, help='only this beam, repeatable ("56.4 keV")')
+    p.add_argument(
+        "--energies",
+        default="15,20,30,40,50,60,80,100,150",
+        help="icru: comma-separated photon energies (keV), 5-150",
+    )
+    p.add_argument(
+        "--quantity",
+        action="append",
+        default=None,
+        choices=["hp10", "hp007", "hstar10"],
+        help="icru: only this quantity, repeatable (default all three)",
+    )
     p.add_argument("--seed", type=int, default=0, help="PRNG seed")
     return parser
 

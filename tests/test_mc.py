@@ -7,7 +7,7 @@ from scipy import stats
 import physdose as pd
 from physdose.materials import MaterialTable
 from physdose.mc import DiskScorer, sample_coherent, sample_incoherent
-from physdose.mc._interactions import HC_KEV_ANGSTROM, ScatterTables
+from physdose.mc._interactions import HC_KEV_ANGSTROM, ScatterDensity, ScatterTables
 
 MONO60 = pd.Spectrum.monoenergetic(60.0)
 
@@ -136,6 +136,8 @@ def test_same_key_same_result_and_dose_is_linear_in_photons(getkey):
     b = pd.mc.simulate(phantom, source, n_photons=5_000, key=key, lanes=1024, n_batches=2)
     np.testing.assert_array_equal(a.energy_imparted_kev, b.energy_imparted_kev)
     np.testing.assert_allclose(a.scaled(1e6).dose_gy, a.dose_gy * 1e6, rtol=1e-6)
+    np.testing.assert_allclose(a.scaled(1e6).sigma_gy, a.sigma_gy * 1e6, rtol=1e-6)
+    assert np.all(np.isfinite(a.sigma_gy)) and np.all(np.asarray(a.sigma_gy) >= 0)
 
 
 def test_bad_simulation_inputs_raise_clear_errors(getkey):
@@ -182,3 +184,92 @@ def test_batches_spread_over_devices_give_device_independent_results(getkey):
     one = jax.device_put(phantom, jax.local_devices()[1])  # placement of the input does not matter either
     again = pd.mc.simulate(one, source, n_photons=8_000, key=key, lanes=1024, n_batches=4)
     np.testing.assert_allclose(both.energy_imparted_kev, again.energy_imparted_kev, rtol=1e-6)
+
+
+@pytest.mark.parametrize("material", ["water", "cortical_bone", "lead"])
+def test_angular_densities_are_normalised_and_match_the_samplers(material, getkey):
+    tables = ScatterTables.from_table(MaterialTable.from_materials([material]))
+    density = ScatterDensity.from_tables(tables)
+    cos = jnp.linspace(-1.0, 1.0, 200_001)
+    m = jnp.zeros(cos.shape, jnp.int32)
+    for e_kev in (12.3, 60.0, 149.0):
+        e = jnp.full(cos.shape, e_kev)
+        assert float(jnp.trapezoid(density.incoherent(cos, e, m), cos)) == pytest.approx(1.0, abs=1e-4)
+        assert float(jnp.trapezoid(density.coherent(cos, e, m), cos)) == pytest.approx(1.0, abs=1e-4)
+    n = 200_000
+    e, m = jnp.full(n, 40.0), jnp.zeros(n, jnp.int32)
+    for kind, draw in (("incoherent", sample_incoherent), ("coherent", sample_coherent)):
+        sampled = draw(getkey(), e, m, tables)
+        sampled = sampled[0] if kind == "incoherent" else sampled
+        edges = np.linspace(-1.0, 1.0, 25)
+        counts, _ = np.histogram(np.asarray(sampled), bins=edges)
+        fine = jnp.linspace(-1.0, 1.0, 24 * 2000 + 1)
+        pdf = np.asarray(getattr(density, kind)(fine, jnp.full(fine.shape, 40.0), jnp.zeros(fine.shape, jnp.int32)))
+        cdf = np.concatenate([[0.0], np.cumsum(0.5 * (pdf[1:] + pdf[:-1]) * np.diff(np.asarray(fine)))])
+        p = np.diff(np.interp(edges, np.asarray(fine), cdf))
+        keep = p * n > 20
+        chi2 = np.sum((counts[keep] - n * p[keep]) ** 2 / (n * p[keep]))
+        assert stats.chi2.sf(chi2, keep.sum() - 1) > 1e-3, (kind, chi2)
+
+
+def _patient_and_detector():
+    """A water block ('patient') in a pencil/cone beam and a water cube ('detector') beside it in air."""
+    shape = (8, 8, 20)
+    grid = pd.Grid.centered(shape, (20.0,) * 3)
+    table = MaterialTable.from_materials(["water", "air"])
+    ids = np.ones(shape, np.int32)
+    labels = np.zeros(shape, np.int32)
+    ids[:, :, :8], labels[:, :, :8] = 0, 1
+    ids[2:5, 2:5, 13:16], labels[2:5, 2:5, 13:16] = 0, 2
+    rho = np.asarray(table.density_g_cm3)[ids]
+    phantom = pd.Phantom(grid, ids, rho, table, labels, {"patient": 1, "detector": 2})
+    source = pd.sources.ConeBeam(MONO60, (0.0, -500.0, -120.0), (0.0, 0.0, -120.0), (80.0, 80.0))
+    return phantom, source, tuple(float(v) for v in grid.to_world(np.array([3.0, 3.0, 14.0])))
+
+
+def test_scatter_splitting_is_unbiased_and_cuts_the_detector_variance(getkey):
+    phantom, source, detector_mm = _patient_and_detector()
+    key = getkey()
+    kw = dict(n_photons=100_000, lanes=8192, n_batches=10)
+    analog = pd.mc.simulate(phantom, source, key=key, **kw)
+    split = pd.mc.simulate(phantom, source, key=key, splitting=pd.mc.ScatterSplitting(detector_mm, 40.0), **kw)
+    for organ in ("detector", "patient"):
+        a, b = analog.organ_energy_kev[organ], split.organ_energy_kev[organ]
+        sigma = np.hypot(a * analog.organ_rel_sigma[organ], b * split.organ_rel_sigma[organ])
+        assert abs(a - b) < 4 * sigma, (organ, a, b, sigma)
+    # same photons, same patient noise, far less detector noise
+    assert split.organ_rel_sigma["detector"] < analog.organ_rel_sigma["detector"] / 2.5
+    assert split.organ_rel_sigma["patient"] < 1.5 * analog.organ_rel_sigma["patient"]
+    escaped = split.deposited_kev + split.medium_kev + split.escaped_kev
+    assert escaped == pytest.approx(split.incident_kev, rel=0.01)  # conserved on average
+
+
+def test_scatter_splitting_rejects_bad_targets():
+    with pytest.raises(ValueError, match="radius_mm"):
+        pd.mc.ScatterSplitting((0.0, 0.0, 0.0), 0.0)
+    with pytest.raises(ValueError, match="center_mm"):
+        pd.mc.ScatterSplitting((0.0, np.nan, 0.0), 10.0)
+
+
+def test_majorant_blocks_give_the_global_majorant_result(getkey):
+    """Water with a thin dense lead layer: 2-voxel majorant blocks (flights stop at block faces)
+    transport the same physics as one global majorant, in fewer steps."""
+    phantom = _slab(width=60.0, thickness_mm=100.0, spacing=5.0)
+    ids = np.zeros(phantom.grid.shape, np.int32)
+    ids[:, 14, :] = 1  # a 5 mm layer near the exit
+    table = MaterialTable.from_materials(["water", "lead"])
+    rho = np.where(ids == 1, 0.5, 1.0)  # a 0.22 mm Pb areal density spread over the layer
+    labels = np.where(ids == 1, 2, 1)
+    phantom = pd.Phantom(phantom.grid, ids, rho, table, labels, {"water": 1, "lead": 2})
+    source = pd.sources.ConeBeam(MONO60, (0.0, -300.0, 0.0), (0.0, 0.0, 0.0), (40.0, 40.0))
+    key = getkey()
+    kw = dict(n_photons=60_000, key=key, lanes=4096, n_batches=6)
+    one = pd.mc.simulate(phantom, source, majorant_block_voxels=0, **kw)
+    blocks = pd.mc.simulate(phantom, source, majorant_block_voxels=2, **kw)
+    for organ in ("water", "lead"):
+        a, b = one.organ_energy_kev[organ], blocks.organ_energy_kev[organ]
+        assert abs(a - b) < 4 * np.hypot(a * one.organ_rel_sigma[organ], b * blocks.organ_rel_sigma[organ]), organ
+    assert blocks.deposited_kev + blocks.medium_kev + blocks.escaped_kev == pytest.approx(blocks.incident_kev, rel=1e-5)
+    assert blocks.steps < one.steps
+    with pytest.raises(ValueError, match="majorant_block_voxels"):
+        pd.mc.simulate(phantom, source, majorant_block_voxels=-1, **kw)

@@ -11,7 +11,7 @@ import jax.random as jr
 from jaxtyping import Array, Float, Int, PRNGKeyArray
 
 from ..materials._table import MaterialTable
-from ..materials._xraylib import ELECTRON_REST_ENERGY_KEV
+from ..materials._xraylib import ELECTRON_REST_ENERGY_KEV, ENERGY_MAX_KEV, ENERGY_MIN_KEV
 
 HC_KEV_ANGSTROM = 12.398419843320026
 """h c in keV Angstrom: x = sin(theta/2) / lambda = E / hc * sin(theta/2)."""
@@ -42,6 +42,80 @@ class ScatterTables(eqx.Module):
         steps = 0.5 * (f2[:, 1:] + f2[:, :-1]) * (q[1:] - q[:-1])[None, :]
         cdf = jnp.concatenate([jnp.zeros_like(f2[:, :1]), jnp.cumsum(steps, axis=1)], axis=1)
         return cls(x, jnp.clip(ratio, 0.0, 1.0), cdf)
+
+
+class ScatterDensity(eqx.Module):
+    """Normalised angular densities p(cos theta) of exactly what `incoherent_trial` and
+    `coherent_trial` sample (repeated until accepted), for importance weights p / g when
+    directions are drawn from another density g (angular biasing, `ScatterBias`).
+
+    Attributes:
+        tables: the sampling tables.
+        energy_nodes_kev: energies of the normalisation tables (log-spaced), shape (k,).
+        incoherent_norm: integral over cos theta of KN x S/S(inf) per material, shape (m, k).
+        coherent_norm: integral over q of (1 + cos^2)/2 x the sampled F^2 density, shape (m, k).
+    """
+
+    tables: ScatterTables
+    energy_nodes_kev: Float[Array, " k"]
+    incoherent_norm: Float[Array, "m k"]
+    coherent_norm: Float[Array, "m k"]
+
+    @classmethod
+    def from_tables(cls, tables: ScatterTables, *, n_energies: int = 600) -> "ScatterDensity":
+        dtype = tables.x_nodes.dtype
+        e = jnp.geomspace(ENERGY_MIN_KEV, ENERGY_MAX_KEV, n_energies, dtype=dtype)
+        m = jnp.arange(tables.sf_ratio.shape[0])
+        # incoherent: cos = 1 - 2 u^2 with u = sin(theta/2), d cos = 4 u du; Simpson on a fine u grid
+        u = jnp.linspace(0.0, 1.0, 4097, dtype=dtype)
+        simpson = jnp.ones_like(u).at[1:-1:2].set(4.0).at[2:-1:2].set(2.0) * (u[1] - u[0]) / 3
+        cos = 1.0 - 2.0 * u**2
+
+        def incoherent(e_kev):
+            kn = _klein_nishina(cos, e_kev)
+            s = _interp_rows(e_kev / HC_KEV_ANGSTROM * u[None], tables.x_nodes, tables.sf_ratio, m[:, None])
+            return jnp.sum(s * (kn * 4.0 * u * simpson)[None], axis=-1)
+
+        # coherent: q is drawn from the piecewise-constant density f_i = dcdf_i / dq_i, then
+        # accepted with (1 + cos^2)/2; integrate that polynomial in q exactly over each interval
+        q = tables.x_nodes**2
+        f = jnp.diff(tables.ff2_cdf, axis=1) / jnp.diff(q)[None]
+
+        def coherent(e_kev):
+            q_max = (e_kev / HC_KEV_ANGSTROM) ** 2
+            s = 1.0 - 2.0 * jnp.minimum(q, q_max) / q_max
+            antiderivative = -(q_max / 4.0) * (s + s**3 / 3.0)
+            return jnp.sum(f * jnp.diff(antiderivative)[None], axis=-1)
+
+        return cls(tables, e, jax.vmap(incoherent, out_axes=1)(e), jax.vmap(coherent, out_axes=1)(e))
+
+    def _norm(self, rows, energy_kev, material):
+        """Normalisation at `energy_kev`, log-log interpolated (both vary like powers of E)."""
+        log_rows = jnp.log(jnp.maximum(rows, 1e-30))
+        return jnp.exp(_interp_rows(jnp.log(energy_kev), jnp.log(self.energy_nodes_kev), log_rows, material))
+
+    def incoherent(self, cos_theta, energy_kev, material):
+        """p(cos theta) of incoherent scattering (per unit cos theta) for photons of `energy_kev`."""
+        x = energy_kev / HC_KEV_ANGSTROM * jnp.sqrt(jnp.clip(0.5 * (1.0 - cos_theta), 0.0, 1.0))
+        s = _interp_rows(x, self.tables.x_nodes, self.tables.sf_ratio, material)
+        return _klein_nishina(cos_theta, energy_kev) * s / self._norm(self.incoherent_norm, energy_kev, material)
+
+    def coherent(self, cos_theta, energy_kev, material):
+        """p(cos theta) of coherent scattering (per unit cos theta) for photons of `energy_kev`."""
+        q_max = (energy_kev / HC_KEV_ANGSTROM) ** 2
+        q_nodes = self.tables.x_nodes**2
+        q = jnp.clip(0.5 * (1.0 - cos_theta), 0.0, 1.0) * q_max
+        i = jnp.clip(jnp.searchsorted(q_nodes, q, side="right") - 1, 0, q_nodes.shape[0] - 2)
+        cdf = self.tables.ff2_cdf
+        f = (cdf[material, i + 1] - cdf[material, i]) / (q_nodes[i + 1] - q_nodes[i])
+        norm = self._norm(self.coherent_norm, energy_kev, material)
+        return 0.5 * (1.0 + cos_theta**2) * f * (0.5 * q_max) / norm
+
+
+def _klein_nishina(cos_theta, energy_kev):
+    """Klein-Nishina d sigma / d Omega up to a constant: eps^2 (eps + 1/eps - sin^2 theta)."""
+    eps = 1.0 / (1.0 + energy_kev / ELECTRON_REST_ENERGY_KEV * (1.0 - cos_theta))
+    return eps**2 * (eps + 1.0 / eps - (1.0 - cos_theta**2))
 
 
 def _interp_rows(x: Float[Array, " n"], nodes: Float[Array, " k"], rows: Float[Array, "m k"], m: Int[Array, " n"]):

@@ -15,6 +15,7 @@ from ..geometry._grid import Grid
 from ..phantoms._phantom import Phantom
 from ..sources._source import AbstractSource
 from ..units import KEV_TO_J
+from ._bias import ScatterSplitting, Steering
 from ._scorers import Disks, DiskScorer
 from ._transport import World, enter_grid, run_chunk
 
@@ -59,6 +60,11 @@ class MCResult(eqx.Module):
     interactions: int = eqx.field(static=True)
 
     @property
+    def sigma_gy(self) -> Float[Array, "z y x"]:
+        """Standard uncertainty of `dose_gy` per voxel (Gy; 0 where nothing was deposited)."""
+        return jnp.where(self.dose_gy > 0, self.dose_gy * self.rel_sigma, 0.0)
+
+    @property
     def deposited_kev(self) -> float:
         """Total energy imparted in the grid per source photon (keV)."""
         return float(np.sum(np.asarray(self.energy_imparted_kev, dtype=np.float64)))
@@ -90,6 +96,8 @@ def simulate(
     disks: tuple[DiskScorer, ...] = (),
     world_medium: str | None = "air",
     dose_grid_factor: tuple[int, int, int] | None = None,
+    splitting: ScatterSplitting | None = None,
+    majorant_block_voxels: int | None = None,
     progress: bool = False,
     max_steps_per_chunk: int = 10_000_000,
 ) -> MCResult:
@@ -117,6 +125,13 @@ def simulate(
         world_medium: material around the grid, or None for vacuum.
         dose_grid_factor: score on a coarser grid, (fz, fy, fx) transport voxels per scoring
             voxel (each must divide the grid shape); energies and masses are summed.
+        splitting: variance reduction for a region that little scatter reaches (e.g. the
+            physician in a staff-dose scene): scatterings send weighted copies toward its
+            sphere, keeping every tally unbiased (see `ScatterSplitting`).
+        majorant_block_voxels: Woodcock majorants per block of this many voxels (edge), with
+            flights stopping at block faces; 0 for one majorant over the grid; None (default)
+            chooses 8-voxel blocks where they are expected to save flight steps (thin lead
+            layers in a room) and a global majorant otherwise.
         progress: show a progress bar over batches.
 
     Returns:
@@ -145,7 +160,12 @@ def simulate(
     beam = source.beam()
     _check_aim(phantom.grid, beam)
     stack = Disks.stack(disks) if disks else None
-    world = World.build(phantom, _world_points(beam, disks), world_medium)
+    if majorant_block_voxels is not None and (not isinstance(majorant_block_voxels, int) or majorant_block_voxels < 0):
+        raise ValueError(f"majorant_block_voxels must be None or an int >= 0, got {majorant_block_voxels!r}")
+    world = World.build(phantom, _world_points(beam, disks), world_medium, majorant_block_voxels)
+    if splitting is not None and not isinstance(splitting, ScatterSplitting):
+        raise TypeError(f"splitting must be a physdose.mc.ScatterSplitting, got {type(splitting).__name__}")
+    steering = None if splitting is None else Steering.build(splitting, world.scatter)
     chunk = math.ceil(n_photons / n_batches)
     lanes = min(lanes, chunk)
     run = eqx.filter_jit(run_chunk)
@@ -189,7 +209,7 @@ def simulate(
         sizes.append(budget)
 
     devices = jax.local_devices()
-    placed = [jax.device_put((world, beam, stack), d) for d in devices]
+    placed = [jax.device_put((world, beam, stack, steering), d) for d in devices]
     bar = None
     if progress:
         from tqdm.auto import tqdm
@@ -201,7 +221,7 @@ def simulate(
         budget = min(chunk, n_photons - done)
         if budget <= 0:
             break
-        w, bm, dk = placed[b % len(devices)]
+        w, bm, dk, st = placed[b % len(devices)]
         tally = run(
             w,
             bm,
@@ -211,6 +231,7 @@ def simulate(
             cutoff_kev=float(energy_cutoff_kev),
             max_steps=max_steps_per_chunk,
             disks=dk,
+            steering=st,
         )  # dispatched asynchronously
         in_flight.append((b, budget, tally))
         done += budget
@@ -303,3 +324,35 @@ def _check_aim(grid: Grid, beam) -> None:
     _, hits = enter_grid(grid, probe.pos_mm, probe.direction)
     if is_concrete(hits) and not bool(jnp.any(hits)):
         raise ValueError("source photons miss the phantom grid: the source is outside it and points away")
+
+
+def replicate(
+    reduce, phantom: Phantom, source: AbstractSource, *, n_photons: int, key: PRNGKeyArray, runs: int, **kwargs
+):
+    """Mean and relative standard uncertainty of `reduce(MCResult)` over `runs` independent simulations.
+
+    For quantities that combine many voxels or scorers nonlinearly or with correlations (a
+    depth-dose fit, a weighted CTDI), whose uncertainty the per-voxel batch sigmas do not
+    carry: each run simulates about n_photons / runs photons (`simulate(..., **kwargs)`,
+    key folded with the run index) and `reduce` turns its result into an array; the
+    photon-weighted mean and the spread of the runs give the value and its uncertainty.
+
+    Returns:
+        (mean, rel_sigma, runs_values): arrays of reduce's shape, and the (runs, ...) values.
+    """
+    if not isinstance(runs, int) or runs < 2:
+        raise ValueError(f"runs must be an int >= 2 (their spread is the uncertainty), got {runs!r}")
+    if not isinstance(n_photons, int | np.integer) or n_photons < runs:
+        raise ValueError(f"n_photons must be an int >= runs, got {n_photons!r}")
+    counts, values = [], []
+    for i in range(runs):
+        n = n_photons // runs + (1 if i < n_photons % runs else 0)
+        result = simulate(phantom, source, n_photons=n, key=jax.random.fold_in(key, i), **kwargs)
+        counts.append(n)
+        values.append(np.asarray(reduce(result), np.float64))
+    v = np.stack(values)
+    w = np.asarray(counts, np.float64).reshape((-1,) + (1,) * (v.ndim - 1))
+    mean = np.sum(w * v, axis=0) / w.sum()
+    sd = np.sqrt(np.sum(w * (v - mean) ** 2, axis=0) / w.sum() / (runs - 1))
+    with np.errstate(divide="ignore", invalid="ignore"):
+        return mean, np.where(mean > 0, sd / mean, np.inf), v

@@ -1,0 +1,82 @@
+"""Shared input handling of the dosimetry functions: dose maps, their uncertainties, grids."""
+
+import jax.numpy as jnp
+import numpy as np
+from jaxtyping import Array
+
+from .._checks import is_concrete
+from ..geometry._grid import Grid
+from ..mc._simulate import MCResult
+from ..phantoms._phantom import Phantom
+
+
+def check_phantom(phantom) -> Phantom:
+    if not isinstance(phantom, Phantom):
+        raise TypeError(f"phantom must be a physdose.Phantom, got {type(phantom).__name__}")
+    return phantom
+
+
+def check_grid(name: str, grid, phantom: Phantom) -> None:
+    """Raise ValueError naming `name` unless `grid` is the phantom's grid (shape, spacing and origin)."""
+    if grid is None:
+        return
+    if not isinstance(grid, Grid):
+        raise TypeError(f"{name} must be a physdose.Grid, got {type(grid).__name__}")
+    ref = phantom.grid
+    for field in ("shape", "spacing_mm", "origin_mm"):
+        a, b = getattr(grid, field), getattr(ref, field)
+        if not np.allclose(a, b, rtol=1e-6, atol=1e-6):
+            raise ValueError(
+                f"{name}.{field} is {a} but phantom.grid.{field} is {b}; the dose must lie on the phantom grid"
+            )
+
+
+def check_volume(name: str, value, phantom: Phantom, *, samples: bool) -> Array:
+    """`value` as an array of shape grid.shape, or (s, *grid.shape) when `samples`; finite and >= 0."""
+    arr = jnp.asarray(value)
+    if not jnp.issubdtype(arr.dtype, jnp.floating):
+        arr = arr.astype(jnp.result_type(float))
+    shape = phantom.grid.shape
+    ok = arr.shape == shape or (samples and arr.ndim == 4 and arr.shape[1:] == shape and arr.shape[0] >= 1)
+    if not ok:
+        expected = f"{shape} or (samples, *{shape})" if samples else f"{shape}"
+        raise ValueError(f"{name} has shape {tuple(arr.shape)} but the phantom grid needs {expected}")
+    if is_concrete(arr):
+        a = np.asarray(arr)
+        if not np.all(np.isfinite(a)):
+            raise ValueError(f"{name} must be finite, got {int(np.sum(~np.isfinite(a)))} NaN/inf voxels")
+        if a.size and a.min() < 0:
+            raise ValueError(f"{name} must be non-negative (absorbed dose), got a minimum of {a.min():.4g}")
+    return arr
+
+
+def dose_and_sigma(dose, phantom: Phantom, sigma, grid) -> tuple[Array, Array | None]:
+    """Dose volume(s) and per-voxel sigma from an array, prediction samples or an MCResult.
+
+    An MCResult gives `dose_gy` and sigma = `rel_sigma` x `dose_gy` (zero where no energy
+    was deposited) and must lie on the phantom grid.
+    """
+    if isinstance(dose, MCResult):
+        check_grid("dose.grid", dose.grid, phantom)
+        if sigma is not None:
+            raise ValueError("sigma must be None when dose is an MCResult (its batch uncertainties are used)")
+        d = dose.dose_gy
+        s = jnp.where(d > 0, dose.rel_sigma * d, 0.0)
+        return d, s
+    check_grid("grid", grid, phantom)
+    d = check_volume("dose", dose, phantom, samples=True)
+    if sigma is None:
+        return d, None
+    if d.ndim == 4:
+        raise ValueError("give either prediction samples (dose with a leading sample axis) or sigma, not both")
+    return d, check_volume("sigma", sigma, phantom, samples=False)
+
+
+def tissue_mask(phantom: Phantom) -> Array:
+    """Voxels of body tissue: materials with a nominal density above 0.05 g/cm^3 (not air) that are
+    less than half elements heavier than calcium (not lead or other metal shields)."""
+    keep = []
+    for m in phantom.materials.materials:
+        heavy = sum(w for z, w in zip(m.elements, m.mass_fractions) if z > 20)
+        keep.append(m.density_g_cm3 > 0.05 and heavy < 0.5)
+    return jnp.asarray(np.asarray(keep, bool))[phantom.material_ids]

@@ -401,8 +401,12 @@ def _step(world: World, state: PhotonState, bank, tally: ChunkTally, key, cutoff
     # a crossing in the grid leaves it only at the grid's own faces, not at a block's (a block
     # face within rounding of a grid face is the grid face)
     leaves_grid = in_grid & (t_far <= t_block + 0.1 * _NUDGE_MM)
-    travel = jnp.where(collide, free_path, jnp.where(crossing, jnp.maximum(boundary, 0.0) + _NUDGE_MM, 0.0))
-    pos = state.pos_mm + travel[:, None] * state.direction
+    travel = jnp.where(collide, free_path, jnp.where(crossing, jnp.maximum(boundary, 0.0), 0.0))
+    # a crossing photon is pushed _NUDGE_MM further along each axis it moves along, so it
+    # is clearly past the face it crossed even when it grazes it (a push along the path
+    # could stay within rounding of the face and the photon would never leave it)
+    push = jnp.where(crossing[:, None], _NUDGE_MM * jnp.sign(state.direction), 0.0)
+    pos = state.pos_mm + travel[:, None] * state.direction + push
     primary = state.interactions == 0
     if disks is not None:
         length = jnp.where(escaped, jnp.inf, travel)

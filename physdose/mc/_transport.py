@@ -387,9 +387,11 @@ def _step(world: World, state: PhotonState, bank, tally: ChunkTally, key, cutoff
     t_entry = jnp.where(enters, jnp.maximum(t_near, 0.0), jnp.inf)
     medium = jnp.full((n,), world.medium_id, jnp.int32)
     mu_medium = world.table.mu_cm2_g(medium, e) * (0.1 * world.medium_density_g_cm3)
-    block, block_lo, block_hi = _block_of(world, state.pos_mm)
-    _, t_block = ray_box(block_lo, block_hi, state.pos_mm, state.direction)
-    t_block = jnp.minimum(t_block, t_far)
+    if world.block_voxels == world.grid.shape:  # one global majorant: the block is the grid
+        block, t_block = jnp.zeros(n, jnp.int32), t_far
+    else:
+        block, block_lo, block_hi = _block_of(world, state.pos_mm)
+        t_block = jnp.minimum(ray_box(block_lo, block_hi, state.pos_mm, state.direction)[1], t_far)
     mu_grid = world.majorant_per_mm[block, world.band_of_interval[energy_interval(e)]]
     mu_flight = jnp.where(in_grid, mu_grid, mu_medium)
     u = jr.uniform(k_free, (n,), dtype=dtype, minval=1e-12, maxval=1.0)

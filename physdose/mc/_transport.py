@@ -1,8 +1,9 @@
 """Woodcock (delta) tracking of photon lanes through a voxel phantom, one chunk of photons per call.
 
-The world is the phantom's grid; outside it is vacuum. Photons fly straight to the grid,
-are tracked inside it with a majorant attenuation coefficient (Woodcock, Murphy, Hemmings
-& Longworthy 1965), and leave when they step out of it. Each lane holds one photon; a lane
+The world is the phantom's grid inside a box of air (or vacuum) that holds the source and
+scorers. Photons are tracked exactly through the box and, inside the grid, with majorant
+attenuation coefficients (Woodcock, Murphy, Hemmings & Longworthy 1965), one for the grid or
+one per block of voxels; they leave when they step out of the box. Each lane holds one photon; a lane
 whose photon died takes the next source photon until the chunk's budget is spent, so the
 lanes stay busy. Energy is deposited where the photon interacts (kerma approximation):
 all of it in photoelectric absorption, E - E' in incoherent scattering, and what is left

@@ -36,3 +36,20 @@ def check_triple(name: str, value) -> tuple[float, float, float]:
     if len(out) != 3 or not all(np.isfinite(out)):
         raise ValueError(f"{name} must be a finite (z, y, x) triple, got {value!r}")
     return out
+
+
+def check_finite_array(name: str, arr) -> None:
+    """Raise ValueError naming `name` if a concrete `arr` holds NaN or inf (counts them, not the values)."""
+    if is_concrete(arr):
+        a = np.asarray(arr)
+        if not np.all(np.isfinite(a)):
+            raise ValueError(f"{name} must be finite, got {int(np.sum(~np.isfinite(a)))} NaN or inf values")
+
+
+def check_dose_values(name: str, arr) -> None:
+    """Raise ValueError naming `name` if a concrete dose array holds NaN, inf or negative values."""
+    check_finite_array(name, arr)
+    if is_concrete(arr):
+        a = np.asarray(arr)
+        if a.size and a.min() < 0:
+            raise ValueError(f"{name} must be non-negative, got a minimum of {float(a.min())!r}")

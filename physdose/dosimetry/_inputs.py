@@ -4,7 +4,7 @@ import jax.numpy as jnp
 import numpy as np
 from jaxtyping import Array
 
-from .._checks import is_concrete
+from .._checks import check_dose_values
 from ..geometry._grid import Grid
 from ..mc._simulate import MCResult
 from ..phantoms._phantom import Phantom
@@ -41,12 +41,7 @@ def check_volume(name: str, value, phantom: Phantom, *, samples: bool) -> Array:
     if not ok:
         expected = f"{shape} or (samples, *{shape})" if samples else f"{shape}"
         raise ValueError(f"{name} has shape {tuple(arr.shape)} but the phantom grid needs {expected}")
-    if is_concrete(arr):
-        a = np.asarray(arr)
-        if not np.all(np.isfinite(a)):
-            raise ValueError(f"{name} must be finite, got {int(np.sum(~np.isfinite(a)))} NaN/inf voxels")
-        if a.size and a.min() < 0:
-            raise ValueError(f"{name} must be non-negative (absorbed dose), got a minimum of {a.min():.4g}")
+    check_dose_values(name, arr)
     return arr
 
 
@@ -60,9 +55,7 @@ def dose_and_sigma(dose, phantom: Phantom, sigma, grid) -> tuple[Array, Array | 
         check_grid("dose.grid", dose.grid, phantom)
         if sigma is not None:
             raise ValueError("sigma must be None when dose is an MCResult (its batch uncertainties are used)")
-        d = dose.dose_gy
-        s = jnp.where(d > 0, dose.rel_sigma * d, 0.0)
-        return d, s
+        return dose.dose_gy, dose.sigma_gy
     check_grid("grid", grid, phantom)
     d = check_volume("dose", dose, phantom, samples=True)
     if sigma is None:

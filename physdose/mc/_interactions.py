@@ -51,15 +51,15 @@ class ScatterDensity(eqx.Module):
 
     Attributes:
         tables: the sampling tables.
-        energy_nodes_kev: energies of the normalisation tables (log-spaced), shape (k,).
-        incoherent_norm: integral over cos theta of KN x S/S(inf) per material, shape (m, k).
-        coherent_norm: integral over q of (1 + cos^2)/2 x the sampled F^2 density, shape (m, k).
+        log_energy_nodes: log of the (log-spaced) energies of the normalisation tables, shape (k,).
+        log_incoherent_norm: log of the integral over cos theta of KN x S/S(inf) per material, shape (m, k).
+        log_coherent_norm: log of the integral over q of (1 + cos^2)/2 x the sampled F^2 density, shape (m, k).
     """
 
     tables: ScatterTables
-    energy_nodes_kev: Float[Array, " k"]
-    incoherent_norm: Float[Array, "m k"]
-    coherent_norm: Float[Array, "m k"]
+    log_energy_nodes: Float[Array, " k"]
+    log_incoherent_norm: Float[Array, "m k"]
+    log_coherent_norm: Float[Array, "m k"]
 
     @classmethod
     def from_tables(cls, tables: ScatterTables, *, n_energies: int = 600) -> "ScatterDensity":
@@ -87,18 +87,18 @@ class ScatterDensity(eqx.Module):
             antiderivative = -(q_max / 4.0) * (s + s**3 / 3.0)
             return jnp.sum(f * jnp.diff(antiderivative)[None], axis=-1)
 
-        return cls(tables, e, jax.vmap(incoherent, out_axes=1)(e), jax.vmap(coherent, out_axes=1)(e))
+        norms = (jax.vmap(incoherent, out_axes=1)(e), jax.vmap(coherent, out_axes=1)(e))
+        return cls(tables, jnp.log(e), *(jnp.log(jnp.maximum(n, 1e-30)) for n in norms))
 
-    def _norm(self, rows, energy_kev, material):
+    def _norm(self, log_rows, energy_kev, material):
         """Normalisation at `energy_kev`, log-log interpolated (both vary like powers of E)."""
-        log_rows = jnp.log(jnp.maximum(rows, 1e-30))
-        return jnp.exp(_interp_rows(jnp.log(energy_kev), jnp.log(self.energy_nodes_kev), log_rows, material))
+        return jnp.exp(_interp_rows(jnp.log(energy_kev), self.log_energy_nodes, log_rows, material))
 
     def incoherent(self, cos_theta, energy_kev, material):
         """p(cos theta) of incoherent scattering (per unit cos theta) for photons of `energy_kev`."""
         x = energy_kev / HC_KEV_ANGSTROM * jnp.sqrt(jnp.clip(0.5 * (1.0 - cos_theta), 0.0, 1.0))
         s = _interp_rows(x, self.tables.x_nodes, self.tables.sf_ratio, material)
-        return _klein_nishina(cos_theta, energy_kev) * s / self._norm(self.incoherent_norm, energy_kev, material)
+        return _klein_nishina(cos_theta, energy_kev) * s / self._norm(self.log_incoherent_norm, energy_kev, material)
 
     def coherent(self, cos_theta, energy_kev, material):
         """p(cos theta) of coherent scattering (per unit cos theta) for photons of `energy_kev`."""
@@ -108,7 +108,7 @@ class ScatterDensity(eqx.Module):
         i = jnp.clip(jnp.searchsorted(q_nodes, q, side="right") - 1, 0, q_nodes.shape[0] - 2)
         cdf = self.tables.ff2_cdf
         f = (cdf[material, i + 1] - cdf[material, i]) / (q_nodes[i + 1] - q_nodes[i])
-        norm = self._norm(self.coherent_norm, energy_kev, material)
+        norm = self._norm(self.log_coherent_norm, energy_kev, material)
         return 0.5 * (1.0 + cos_theta**2) * f * (0.5 * q_max) / norm
 
 

@@ -13,8 +13,8 @@ import jax.scipy.special as jsp
 import numpy as np
 from jaxtyping import Array, ArrayLike, Bool, Float
 
-from .._checks import is_concrete
-from ._checks import as_float_array, check_finite, check_mask, check_same_shape
+from .._checks import check_finite_array, is_concrete
+from ._checks import as_float_array, check_mask, check_same_shape
 from ._errors import masked_mean
 
 _DEFAULT_LEVELS = tuple(round(0.05 * i, 2) for i in range(1, 20))  # 0.05 ... 0.95
@@ -155,11 +155,11 @@ def _prepare(mean, std, target, mask, target_std, *, positive_std):
     check_same_shape(("mean", "std"), m, s)
     check_same_shape(("mean", "target"), m, t)
     for name, arr in (("mean", m), ("std", s), ("target", t)):
-        check_finite(name, arr)
+        check_finite_array(name, arr)
     if target_std is not None:
         ts = as_float_array("target_std", target_std)
         check_same_shape(("mean", "target_std"), m, ts)
-        check_finite("target_std", ts)
+        check_finite_array("target_std", ts)
         _check_std("target_std", ts, positive=False)
         s = jnp.sqrt(s**2 + ts**2)
     _check_std("std", s, positive=positive_std)

@@ -3,7 +3,7 @@
 import numpy as np
 from jax import numpy as jnp
 
-from .._checks import check_positive, is_concrete
+from .._checks import check_dose_values, check_nonnegative, check_positive, is_concrete
 
 
 def as_float_array(name: str, value):
@@ -17,22 +17,6 @@ def as_float_array(name: str, value):
     if not jnp.issubdtype(arr.dtype, jnp.floating):
         arr = arr.astype(jnp.float32)
     return arr
-
-
-def check_finite(name: str, arr) -> None:
-    """ValueError naming `name` if a concrete `arr` holds NaN or inf."""
-    if is_concrete(arr) and not bool(np.all(np.isfinite(np.asarray(arr)))):
-        bad = int(np.sum(~np.isfinite(np.asarray(arr))))
-        raise ValueError(f"{name} must be finite, got {bad} NaN or inf values")
-
-
-def check_nonnegative_dose(name: str, arr) -> None:
-    """ValueError naming `name` if a concrete `arr` holds NaN, inf or negative values."""
-    check_finite(name, arr)
-    if is_concrete(arr):
-        low = float(np.min(np.asarray(arr))) if arr.size else 0.0
-        if low < 0:
-            raise ValueError(f"{name} must be non-negative, got a minimum of {low!r}")
 
 
 def check_same_shape(names: tuple[str, str], a, b) -> None:
@@ -52,8 +36,8 @@ def check_dose_pair(reference, evaluated, names=("reference", "evaluated"), *, z
     check_same_shape(names, ref, ev)
     if ref.size == 0:
         raise ValueError(f"{names[0]} is empty (shape {ref.shape})")
-    check_nonnegative_dose(names[0], ref)
-    check_nonnegative_dose(names[1], ev)
+    check_dose_values(names[0], ref)
+    check_dose_values(names[1], ev)
     if not zero_reference_ok and is_concrete(ref) and not bool(np.any(np.asarray(ref) > 0)):
         raise ValueError(f"{names[0]} is zero everywhere; there is nothing to normalise to")
     dtype = jnp.result_type(ref.dtype, ev.dtype)
@@ -87,6 +71,5 @@ def check_threshold(name: str, value) -> float:
         out = float(value)
     except (TypeError, ValueError) as err:
         raise ValueError(f"{name} must be a finite number >= 0, got {value!r}") from err
-    if not np.isfinite(out) or out < 0:
-        raise ValueError(f"{name} must be a finite number >= 0, got {value!r}")
+    check_nonnegative(name, out)
     return out

@@ -6,8 +6,8 @@ import jax.numpy as jnp
 import numpy as np
 from jaxtyping import Array, ArrayLike, Bool, Float
 
-from .._checks import is_concrete
-from ._checks import as_float_array, check_mask, check_nonnegative_dose, check_threshold
+from .._checks import check_dose_values, is_concrete
+from ._checks import as_float_array, check_mask, check_threshold
 
 
 class DVH(eqx.Module):
@@ -97,7 +97,7 @@ def dvh(
         (91.0, 0.1)
     """
     d = as_float_array("dose", dose)
-    check_nonnegative_dose("dose", d)
+    check_dose_values("dose", d)
     inside = jnp.ones(d.shape, bool) if mask is None else check_mask(mask, d.shape)
     if is_concrete(inside) and not bool(np.any(np.asarray(inside))):
         raise ValueError("mask selects no voxel; a DVH needs at least one")

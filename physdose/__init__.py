@@ -9,6 +9,7 @@ from . import (
     metrics as metrics,
     phantoms as phantoms,
     plot as plot,
+    prior as prior,
     sources as sources,
     spectra as spectra,
     units as units,

@@ -43,6 +43,7 @@ def test_nearest_resampling_keeps_labels_and_dtype():
     g = pd.Grid((4, 4, 4), (2.0, 2.0, 2.0))
     labels = jnp.arange(64, dtype=jnp.int32).reshape(4, 4, 4)
     fine = g.with_spacing((1.0, 1.0, 1.0))
+    assert g.with_spacing(1.0) == fine  # a number means cubic voxels
     out = resample(labels, g, fine, nearest=True, fill_value=-1)
     assert out.dtype == jnp.int32 and out.shape == (8, 8, 8)
     assert set(np.unique(out).tolist()) <= set(range(64))

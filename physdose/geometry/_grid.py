@@ -111,7 +111,10 @@ class Grid(eqx.Module):
         return Grid(shape, self.spacing_mm, origin)
 
     def with_spacing(self, spacing_mm) -> "Grid":
-        """Grid covering (at least) the same extent with voxel size `spacing_mm`, same centre."""
+        """Grid covering (at least) the same extent with voxel size `spacing_mm` (a number or a
+        (z, y, x) triple), same centre."""
+        if isinstance(spacing_mm, int | float):
+            spacing_mm = (spacing_mm,) * 3
         spacing = check_triple("spacing_mm", spacing_mm)
         if min(spacing) <= 0:
             raise ValueError(f"spacing_mm must be positive, got {spacing_mm!r}")

@@ -6,6 +6,7 @@ import functools
 from importlib import resources
 
 import equinox as eqx
+import jax.numpy as jnp
 from jaxtyping import Array, ArrayLike, Float
 
 from ..units import linear_coefficient_per_mm
@@ -52,11 +53,11 @@ class Material(eqx.Module):
 
     def mu_cm2_g(self, e_kev: Float[ArrayLike, "*e"]) -> Float[Array, "*e"]:
         """Total mass attenuation coefficient mu/rho (cm^2/g, coherent included) at `e_kev`."""
-        return _single_table(self).mu_cm2_g(0, e_kev)
+        return _single_table(self, jnp.dtype(jnp.result_type(float)).name).mu_cm2_g(0, e_kev)
 
     def mu_en_cm2_g(self, e_kev: Float[ArrayLike, "*e"]) -> Float[Array, "*e"]:
         """Mass energy-absorption coefficient mu_en/rho (cm^2/g) at `e_kev`."""
-        return _single_table(self).mu_en_cm2_g(0, e_kev)
+        return _single_table(self, jnp.dtype(jnp.result_type(float)).name).mu_en_cm2_g(0, e_kev)
 
     def mu_per_mm(self, e_kev: Float[ArrayLike, "*e"]) -> Float[Array, "*e"]:
         """Linear attenuation coefficient (1/mm) at the nominal density."""
@@ -64,7 +65,8 @@ class Material(eqx.Module):
 
 
 @functools.lru_cache(maxsize=256)
-def _single_table(material: Material):
+def _single_table(material: Material, dtype_name: str):
+    """The one-material table, cached per float dtype (float64 only while x64 is on)."""
     from ._table import MaterialTable
 
     return MaterialTable.from_materials([material])

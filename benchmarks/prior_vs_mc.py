@@ -1,0 +1,199 @@
+"""The physics prior against the Monte Carlo: speed (one run, ratio) and accuracy (held-out scenarios).
+
+speed     A 4 mm synthetic patient, helical 120 kVp chest CT with a body bowtie (the
+          `mc_throughput.py` scene): the prior's steady-state time (jit-compiled, warm)
+          against the MC's measured photons per second, scaled to 1e7 photons (MC time is
+          linear in the photon count; `--mc-photons` are actually run).
+accuracy  Calibrates `physdose.prior` on the "calibration" scenarios of
+          `prior_scenarios.py` and compares it with the MC on the "evaluation" ones:
+          organ doses of organs inside the scan range (at least half their mass in the
+          irradiated z range), the gamma pass rate (3 %/3 mm, global, 10 % cutoff, within
+          the body: voxels denser than 0.1 g/cm^3, normalised to the 99.9th percentile of
+          the MC dose there), and Hp(10) at the physician's dosimeter sites.
+inverse   Recovers a tube's added aluminium filtration from an MC depth-dose curve in water.
+
+Needs the MC references: `python benchmarks/prior_scenarios.py` (about an hour on 2 cores).
+
+    python benchmarks/prior_vs_mc.py [speed] [accuracy] [inverse] [--save PRIOR.json]
+"""
+
+import argparse
+import time
+
+import equinox as eqx
+import jax
+import jax.numpy as jnp
+import numpy as np
+from _machine import describe
+from prior_scenarios import SCENARIOS, build, load_reference
+
+import physdose as pd
+
+OPTIONS = dict(max_views=32, group_kev=10.0, cell_mm=32.0, n_sources=256, path_samples=16)
+
+
+def timed(fn, repeat=3):
+    jax.block_until_ready(fn())
+    best = np.inf
+    for _ in range(repeat):
+        t0 = time.perf_counter()
+        jax.block_until_ready(fn())
+        best = min(best, time.perf_counter() - t0)
+    return best
+
+
+def speed(mc_photons: int):
+    spectrum = pd.Spectrum.from_tube(120.0, {"Al": 2.5})
+    patient = pd.phantoms.synthetic_patient(key=jax.random.key(0), sex="female", spacing_mm=4.0)
+    scan = pd.sources.CTScan(
+        spectrum, start_z_mm=350.0, end_z_mm=600.0, collimation_mm=40.0, views_per_rotation=36,
+        bowtie=pd.sources.Bowtie.body(),
+    )  # fmt: skip
+    prior = eqx.filter_jit(lambda p: pd.prior.dose(p, scan, **OPTIONS).total)
+    t0 = time.perf_counter()
+    jax.block_until_ready(prior(patient))
+    compile_s = time.perf_counter() - t0
+    prior_s = timed(lambda: prior(patient))
+    pd.mc.simulate(patient, scan, n_photons=65536, key=jax.random.key(1), lanes=65536, n_batches=1)  # compile
+    t0 = time.perf_counter()
+    pd.mc.simulate(patient, scan, n_photons=mc_photons, key=jax.random.key(2), lanes=65536, n_batches=4)
+    mc_s = (time.perf_counter() - t0) * 1e7 / mc_photons
+    print(f"\nspeed: {patient.grid.shape} voxels of 4 mm, {scan.num_views} views (prior keeps {OPTIONS['max_views']})")
+    print(f"  prior   {prior_s:8.2f} s  (first call with compilation {compile_s:.1f} s)")
+    print(f"  MC 1e7  {mc_s:8.1f} s  (measured on {mc_photons:.0e} photons, scaled)")
+    print(f"  ratio   {mc_s / prior_s:8.0f} x")
+
+
+def in_scan_organs(phantom, ref) -> list[str]:
+    z_range = ref["info"].get("irradiated_z_mm")
+    labels = np.asarray(phantom.organ_labels)
+    mass = np.asarray(phantom.voxel_mass_g())
+    z = np.asarray(phantom.grid.axes_mm()[0])[:, None, None]
+    out = []
+    for name, label in phantom.organs.items():
+        m = np.where(labels == label, mass, 0.0)
+        inside = m if z_range is None else np.where((z >= z_range[0]) & (z <= z_range[1]), m, 0.0)
+        if m.sum() > 0 and inside.sum() >= 0.5 * m.sum():
+            out.append(name)
+    return out
+
+
+def organ_doses(dose, phantom) -> dict[str, float]:
+    labels = np.asarray(phantom.organ_labels)
+    mass = np.asarray(phantom.voxel_mass_g(), np.float64)
+    d = np.asarray(dose, np.float64)
+    return {n: float((d * mass)[labels == lab].sum() / mass[labels == lab].sum()) for n, lab in phantom.organs.items()}
+
+
+def percentiles(values) -> str:
+    v = np.asarray(values)
+    p90, worst = np.percentile(np.abs(v), 90), np.abs(v).max()
+    return f"median {np.median(v):+.1f} %, 90th pct |err| {p90:.1f} %, max |err| {worst:.1f} %"
+
+
+def accuracy(save: str | None):
+    calibration = [n for n, s in SCENARIOS.items() if s.role == "calibration"]
+    evaluation = [n for n, s in SCENARIOS.items() if s.role == "evaluation"]
+    scenes = [build(n)[:2] for n in calibration]
+    refs = [load_reference(n) for n in calibration]
+    t0 = time.perf_counter()
+    prior = pd.prior.calibrate(
+        scenes, refs, key=jax.random.key(0), steps=150, learning_rate=0.05, points=512, names=calibration, **OPTIONS
+    )
+    print(f"\ncalibration on {calibration}: loss {prior.info['loss_before']:.4f} -> {prior.info['loss_after']:.4f}"
+          f" ({time.perf_counter() - t0:.0f} s)")  # fmt: skip
+    p = prior.params
+    print(f"  params: log_scale {np.round(p.log_scale, 3)}, log_buildup_a {np.round(p.log_buildup_a, 3)},"
+          f" buildup_b {np.round(p.buildup_b, 3)}")  # fmt: skip
+    if save:
+        prior.save(save)
+        print(f"  saved to {save}")
+    for names, role in ((calibration, "calibration (fitted)"), (evaluation, "evaluation (held out)")):
+        print(f"\n{role}")
+        for name in names:
+            try:
+                ref = load_reference(name)
+            except FileNotFoundError as e:
+                print(f"  {name}: {e}")
+                continue
+            phantom, source, _ = build(name)
+            t0 = time.perf_counter()
+            out = prior.dose(phantom, source)
+            total = np.asarray(jax.block_until_ready(out.total))
+            seconds = time.perf_counter() - t0
+            report(name, phantom, ref, total, np.asarray(out.scatter), seconds)
+
+
+def report(name, phantom, ref, total, scatter, seconds):
+    mc = ref["dose_gy"]
+    if "hp_sites" in ref:
+        print(f"  {name} ({seconds:.1f} s with compilation): Hp(10) prior / MC")
+        errors = []
+        for site, value, sigma in zip(ref["hp_sites"], ref["hp10_sv"], ref["hp10_rel_sigma"]):
+            ours = float(pd.dosimetry.hp(jnp.asarray(total), phantom, site, 10.0).hp_sv)
+            errors.append(100 * (ours / value - 1))
+            print(f"    {site:<32} {ours:10.3e} {value:10.3e} ({100 * sigma:4.1f} %)  {errors[-1]:+6.1f} %")
+        print(f"    Hp(10): {percentiles(errors)}")
+        return
+    organs = in_scan_organs(phantom, ref)
+    ours = organ_doses(total, phantom)
+    theirs = dict(zip(ref["organ_names"], ref["organ_dose_gy"]))
+    sig = dict(zip(ref["organ_names"], ref["organ_rel_sigma"]))
+    errors = {n: 100 * (ours[n] / theirs[n] - 1) for n in organs if theirs.get(n, 0) > 0}
+    body = np.asarray(phantom.density_g_cm3) > 0.1
+    norm = float(np.percentile(mc[body], 99.9))
+    g = pd.metrics.gamma(
+        np.where(body, mc, 0.0), np.where(body, total, 0.0), phantom.grid.spacing_mm, normalisation_gy=norm
+    )
+    share = float(scatter[body].sum() / total[body].sum())
+    print(f"  {name} ({seconds:.1f} s with compilation): gamma 3%/3mm {float(g.pass_rate):.1f} %,"
+          f" scatter share {100 * share:.0f} %, in-scan organs {percentiles(list(errors.values()))}")  # fmt: skip
+    for n, e in sorted(errors.items(), key=lambda kv: -abs(kv[1])):
+        print(f"    {n:<22} {ours[n]:10.3e} {theirs[n]:10.3e} ({100 * sig[n]:4.1f} %)  {e:+6.1f} %")
+
+
+def inverse():
+    """Added filtration from a depth-dose curve: MC with 3 mm Al, prior fitted for the thickness."""
+    n, h = 24, 5.0
+    grid = pd.Grid.centered((n, n, n), (h, h, h))
+    table = pd.materials.MaterialTable.from_materials(["air", "water"])
+    ids = np.ones((n, n, n), np.int32)
+    phantom = pd.Phantom(grid, ids, np.ones((n, n, n)), table, np.zeros_like(ids), {})
+    tube = pd.Spectrum.from_tube(80.0, {"Al": 1.0})
+
+    def source(al_mm):
+        return pd.sources.ConeBeam(tube.filtered({"Al": al_mm}), (0.0, -500.0, 0.0), (0.0, 0.0, 0.0), (60.0, 60.0))
+
+    mc = pd.mc.simulate(phantom, source(3.0), n_photons=2_000_000, key=jax.random.key(5))
+    axis = np.s_[n // 2 - 1 : n // 2 + 1, :, n // 2 - 1 : n // 2 + 1]
+    measured = jnp.asarray(np.asarray(mc.dose_gy)[axis].mean(axis=(0, 2)))
+    measured = measured / measured[2]
+
+    def profile(al_mm):
+        d = pd.prior.dose(phantom, source(al_mm), **OPTIONS).total[axis].mean(axis=(0, 2))
+        return d / d[2]
+
+    best, history = pd.prior.fit(
+        lambda t: jnp.mean((profile(t) / measured - 1) ** 2), jnp.asarray(1.0), steps=80, learning_rate=0.1
+    )
+    print(f"\ninverse: added Al recovered from an MC depth-dose curve (2e6 photons, 120 mm of water):"
+          f" {float(best):.2f} mm (true 3.00 mm; relative misfit {np.sqrt(history.min()) * 100:.1f} %)")  # fmt: skip
+
+
+def main():
+    parser = argparse.ArgumentParser()
+    parser.add_argument("parts", nargs="*", default=["speed", "accuracy", "inverse"])
+    parser.add_argument("--mc-photons", type=int, default=1_000_000)
+    parser.add_argument("--save", default=None, help="write the calibrated prior here (JSON)")
+    args = parser.parse_args()
+    print(describe(physdose=pd.__version__))
+    if "speed" in args.parts:
+        speed(args.mc_photons)
+    if "accuracy" in args.parts:
+        accuracy(args.save)
+    if "inverse" in args.parts:
+        inverse()
+
+
+if __name__ == "__main__":
+    main()

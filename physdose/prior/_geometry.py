@@ -1,0 +1,185 @@
+"""Static layout of a prior computation: sampled views, energy groups, the beam's region, grids.
+
+Everything here runs in Python on concrete values before tracing and decides array
+shapes; when the values are traced (jit over the source, vmap over scenarios) it falls
+back to bounds that hold for any value.
+"""
+
+import math
+
+import equinox as eqx
+import jax
+import jax.numpy as jnp
+import numpy as np
+from jaxtyping import Array, Float
+
+from .._checks import is_concrete
+from ..geometry._grid import Grid
+from ..sources._beam import Beam
+from ..spectra._spectrum import Spectrum
+
+
+def sample_views(beam: Beam, max_views: int) -> Beam:
+    """At most `max_views` views, evenly spaced along the trajectory.
+
+    Each kept view carries the summed weight of the run of views nearest to it, so the
+    total weight is kept. A beam with fewer views is returned unchanged.
+    """
+    v = beam.num_views
+    if v <= max_views:
+        return beam
+    keep = np.round(np.linspace(0, v - 1, max_views)).astype(int)
+    owner = np.abs(np.arange(v)[:, None] - keep[None]).argmin(axis=1)
+    weight = jax.ops.segment_sum(beam.view_weight, jnp.asarray(owner), num_segments=max_views)
+    return eqx.tree_at(
+        lambda b: (b.focal_mm, b.axes, b.view_weight),
+        beam,
+        (beam.focal_mm[keep], beam.axes[keep], weight),
+    )
+
+
+def group_spectrum(spectrum: Spectrum, group_kev: float) -> Spectrum:
+    """The spectrum condensed to energy groups `group_kev` wide (fixed edges from 0 keV).
+
+    Each group's weight is the sum of its bins' fluence and its energy their
+    fluence-weighted mean (empty groups sit at their centre with weight 0), so doses stay
+    differentiable with respect to the spectrum's weights.
+    """
+    if is_concrete(spectrum.energy_kev, spectrum.fluence):  # no empty groups above the spectrum's end
+        e, f = np.asarray(spectrum.energy_kev), np.asarray(spectrum.fluence)
+        e_max = float(e[f > 0].max()) if np.any(f > 0) else float(e.max())
+    else:
+        e_max = 150.0
+    n = max(1, math.ceil(e_max / group_kev + 1e-9))
+    edges = jnp.arange(n + 1, dtype=spectrum.fluence.dtype) * group_kev
+    e = spectrum.energy_kev
+    member = (e[None] >= edges[:-1, None]) & (e[None] < edges[1:, None])
+    member = member.at[-1].set(member[-1] | (e >= edges[-1]))
+    f = jnp.where(member, spectrum.fluence[None], 0.0)
+    weight = jnp.sum(f, axis=1)
+    centre = 0.5 * (edges[:-1] + edges[1:])
+    safe = jnp.where(weight > 0, weight, 1.0)
+    energy = jnp.where(weight > 0, jnp.sum(f * e[None], axis=1) / safe, centre)
+    return Spectrum(jnp.clip(energy, 1.0, 150.0), weight)
+
+
+class Window(eqx.Module):
+    """A box of voxels [start, stop) of a grid, padded up to whole cells of `cell` voxels."""
+
+    start: tuple[int, int, int] = eqx.field(static=True)
+    stop: tuple[int, int, int] = eqx.field(static=True)
+    cell: tuple[int, int, int] = eqx.field(static=True)
+
+    @property
+    def shape(self) -> tuple[int, int, int]:
+        return tuple(b - a for a, b in zip(self.start, self.stop))
+
+    @property
+    def cells(self) -> tuple[int, int, int]:
+        return tuple(n // c for n, c in zip(self.shape, self.cell))
+
+    def cell_rank(self, grid: Grid) -> np.ndarray:
+        """Each cell's flat index among the whole grid's cells, scaled to [0, 1), shape (cells,)."""
+        total = [math.ceil(n / c) for n, c in zip(grid.shape, self.cell)]
+        first = [a // c for a, c in zip(self.start, self.cell)]
+        idx = np.stack(np.meshgrid(*[f + np.arange(n) for f, n in zip(first, self.cells)], indexing="ij"), -1)
+        return np.ravel_multi_index(tuple(idx.reshape(-1, 3).T), total, mode="clip") / math.prod(total)
+
+    def centers_mm(self, grid: Grid) -> Float[Array, "z y x 3"]:
+        """World positions of the window's voxel centres (mm), padding included."""
+        axes = [o + d * jnp.arange(a, b) for o, d, a, b in zip(grid.origin_mm, grid.spacing_mm, self.start, self.stop)]
+        return jnp.stack(jnp.meshgrid(*axes, indexing="ij"), axis=-1)
+
+    def take(self, volume: Array, fill=0) -> Array:
+        """The window of `volume` (grid-shaped, maybe with trailing axes), padded with `fill`."""
+        n = volume.shape[:3]
+        lo = [max(a, 0) for a in self.start]
+        hi = [min(b, m) for b, m in zip(self.stop, n)]
+        out = volume[lo[0] : hi[0], lo[1] : hi[1], lo[2] : hi[2]]
+        pad = [(lo_ - a, b - hi_) for a, b, lo_, hi_ in zip(self.start, self.stop, lo, hi)]
+        pad += [(0, 0)] * (volume.ndim - 3)
+        return jnp.pad(out, pad, constant_values=fill)
+
+    def put(self, values: Array, grid: Grid) -> Array:
+        """A grid-shaped array holding `values` (window-shaped) in the window and 0 elsewhere."""
+        lo = [max(a, 0) for a in self.start]
+        hi = [min(b, m) for b, m in zip(self.stop, grid.shape)]
+        inner = values[tuple(slice(lo_ - a, h - a) for a, lo_, h in zip(self.start, lo, hi))]
+        pad = [(lo_, m - h) for lo_, h, m in zip(lo, hi, grid.shape)]
+        return jnp.pad(inner, pad)
+
+
+def cell_voxels(grid: Grid, cell_mm: float) -> tuple[int, int, int]:
+    """Voxels per coarse cell along each axis, for cells about `cell_mm` wide."""
+    return tuple(max(1, round(cell_mm / d)) for d in grid.spacing_mm)
+
+
+def whole_grid(grid: Grid, cell: tuple[int, int, int]) -> Window:
+    """The whole grid, padded at the far end to whole cells."""
+    return Window((0, 0, 0), tuple(math.ceil(n / c) * c for n, c in zip(grid.shape, cell)), cell)
+
+
+def beam_window(grid: Grid, beam: Beam, cell: tuple[int, int, int], margin_voxels: int = 2) -> Window:
+    """Voxels that some view's aperture reaches (their bounding box plus a margin), in whole cells
+    aligned with those of `whole_grid`.
+
+    Voxel centres are tested on a lattice of every second voxel; the margin covers the
+    voxels between. With a traced beam the whole grid is used.
+    """
+    if not is_concrete(beam.focal_mm, beam.axes, beam.tan_half, beam.aperture_center):
+        return whole_grid(grid, cell)
+    axes = [o + d * np.arange(0, n, 2) for o, d, n in zip(grid.origin_mm, grid.spacing_mm, grid.shape)]
+    pts = np.stack(np.meshgrid(*axes, indexing="ij"), axis=-1).reshape(-1, 3)
+    hit = np.zeros(len(pts), bool)
+    half = np.asarray(beam.tan_half, np.float64)
+    centre = np.asarray(beam.aperture_center, np.float64)
+    for f, (c, u, w) in zip(np.asarray(beam.focal_mm, np.float64), np.asarray(beam.axes, np.float64)):
+        rel = pts - f
+        depth = rel @ c
+        ok = depth > 0
+        safe = np.where(ok, depth, 1.0)
+        t = np.stack([rel @ u, rel @ w], axis=-1) / safe[:, None]
+        hit |= ok & np.all(np.abs(t - centre) <= half + 1e-9, axis=-1)
+    if not hit.any():
+        raise ValueError("the source's field does not reach the phantom grid")
+    idx = np.stack(np.meshgrid(*[np.arange(0, n, 2) for n in grid.shape], indexing="ij"), -1).reshape(-1, 3)[hit]
+    lo = np.maximum(idx.min(axis=0) - margin_voxels, 0) // cell * cell  # cells aligned with the whole grid's
+    hi = np.minimum(idx.max(axis=0) + margin_voxels + 1, grid.shape)
+    stop = [a + math.ceil((b - a) / c) * c for a, b, c in zip(lo, hi, cell)]
+    return Window(tuple(int(a) for a in lo), tuple(int(b) for b in stop), cell)
+
+
+def bev_shape(grid: Grid, window: Window, beam: Beam, step_mm: float) -> tuple[int, int, int]:
+    """Samples (depth, fan u, slice w) of the beam's-eye-view lattice for a ray step of `step_mm`.
+
+    Depth runs from where rays enter the grid to the deepest window voxel; across the
+    beam, rays are `step_mm` apart at that depth. Bounds from the grid when traced.
+    """
+    lo, hi = (np.asarray(b, np.float64) for b in grid.bounds_mm)
+    diag = float(np.linalg.norm(hi - lo))
+    if not is_concrete(beam.focal_mm, beam.axes, beam.tan_half):
+        n = math.ceil(diag / step_mm) + 2
+        return n, n, n
+    corners = _corners(*_window_bounds(grid, window))
+    grid_corners = _corners(lo, hi)
+    n_r = n_a = n_b = 2
+    half = np.asarray(beam.tan_half, np.float64)
+    for f, c in zip(np.asarray(beam.focal_mm, np.float64), np.asarray(beam.axes, np.float64)[:, 0]):
+        r0 = max(float(((grid_corners - f) @ c).min()), 0.0)
+        r1 = float(((corners - f) @ c).max())
+        n_r = max(n_r, math.ceil(max(r1 - r0, 0.0) / step_mm) + 2)
+        width = 2 * half * max(r1, 0.0)
+        n_a = max(n_a, math.ceil(width[0] / step_mm) + 2)
+        n_b = max(n_b, math.ceil(width[1] / step_mm) + 2)
+    n_a, n_b = min(n_a, math.ceil(diag / step_mm) + 2), min(n_b, math.ceil(diag / step_mm) + 2)
+    return n_r, n_a, n_b
+
+
+def _window_bounds(grid: Grid, window: Window):
+    d = np.asarray(grid.spacing_mm)
+    o = np.asarray(grid.origin_mm)
+    return o + (np.asarray(window.start) - 0.5) * d, o + (np.asarray(window.stop) - 0.5) * d
+
+
+def _corners(lo, hi) -> np.ndarray:
+    return np.array([[(lo, hi)[i][0], (lo, hi)[j][1], (lo, hi)[k][2]] for i in (0, 1) for j in (0, 1) for k in (0, 1)])

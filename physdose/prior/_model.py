@@ -1,0 +1,408 @@
+"""`dose`: the physics prior, primary plus scattered dose on the phantom grid, differentiable end to end."""
+
+import math
+
+import equinox as eqx
+import jax
+import jax.numpy as jnp
+import numpy as np
+from jaxtyping import Array, ArrayLike, Float
+
+from .._checks import check_positive, is_concrete
+from ..geometry._grid import Grid
+from ..materials._material import get
+from ..materials._table import MaterialTable
+from ..phantoms._phantom import Phantom
+from ..sources._beam import Beam
+from ..sources._source import AbstractSource
+from ..units import kerma_gy
+from ._geometry import (
+    Window,
+    beam_window,
+    bev_shape,
+    cell_voxels,
+    group_spectrum,
+    sample_views,
+    whole_grid,
+)
+from ._medium import AttenuationBasis, Composition, basis_density, medium_data
+from ._primary import line_integrals, outside_path_mm, trilinear
+from ._scatter import scattered_fluence, self_distance2_mm2
+
+REFERENCE_ENERGY_KEV = 60.0
+"""Energy at which the calibrated parameters' energy dependence is anchored (keV)."""
+
+
+class PriorParams(eqx.Module):
+    """The prior's free parameters, each a function of the scattered photon energy E:
+
+        p(E) = p[0] + p[1] ln(E / 60 keV)
+
+    Attributes:
+        log_scale: ln of the scatter scale kappa(E).
+        log_buildup_a: ln of the Berger coefficient a(E).
+        buildup_b: the Berger exponent b(E) (capped at 0.9 so B exp(-tau) decays).
+    """
+
+    log_scale: Float[Array, " 2"] = eqx.field(default=(0.0, 0.0), converter=jnp.asarray)
+    log_buildup_a: Float[Array, " 2"] = eqx.field(default=(0.0, 0.0), converter=jnp.asarray)
+    buildup_b: Float[Array, " 2"] = eqx.field(default=(0.0, 0.0), converter=jnp.asarray)
+
+    def __check_init__(self):
+        for name in ("log_scale", "log_buildup_a", "buildup_b"):
+            if getattr(self, name).shape != (2,):
+                raise ValueError(f"{name} must have shape (2,), got {getattr(self, name).shape}")
+
+    def attenuation(self, tau: Array, energy_kev: Array) -> Array:
+        """kappa(E) B(tau, E) exp(-tau) = kappa (exp(-tau) + a tau exp(-(1 - b) tau)), elementwise."""
+        x = jnp.log(jnp.maximum(energy_kev, 1.0) / REFERENCE_ENERGY_KEV)
+
+        def at(p):
+            return p[0] + p[1] * x
+
+        b = jnp.minimum(at(self.buildup_b), 0.9)
+        buildup = jnp.exp(at(self.log_buildup_a)) * tau * jnp.exp(-(1.0 - b) * tau)
+        return jnp.exp(at(self.log_scale)) * (jnp.exp(-tau) + buildup)
+
+
+class PriorDose(eqx.Module):
+    """Prior dose per source photon (Gy), on the phantom grid, shape (z, y, x) each.
+
+    Attributes:
+        primary: dose from unscattered photons (kerma approximation).
+        scatter: dose from scattered photons.
+        total: primary + scatter.
+    """
+
+    primary: Float[Array, "z y x"]
+    scatter: Float[Array, "z y x"]
+    total: Float[Array, "z y x"]
+
+
+class Scene(eqx.Module):
+    """The part of the prior that does not depend on `PriorParams`, for one phantom and source.
+
+    `prepare` builds it (the primary dose and the scatter sources); `Scene.dose` and
+    `Scene.dose_at` add the scattered dose for given parameters, so calibration computes
+    the expensive part once.
+
+    Attributes:
+        grid: the phantom grid.
+        composition: the phantom's matter.
+        table: the phantom's cross sections.
+        basis: attenuation basis of the phantom's materials.
+        primary: primary dose per source photon (Gy), shape (z, y, x).
+        coarse_grid, coarse_mu: coarse cells and their basis densities (1/cm), for the
+            attenuation of scattered photons.
+        source_mm: scatter source positions (emission centroids), shape (s, 3).
+        n0, n1, q: angular moments of the scattered photons per source and group.
+        scattered_kev: mean scattered photon energy per source and group, shape (s, g).
+        r0_2: self-distance squared of each source (mm^2), from the spread of its emission.
+        path_samples: attenuation samples per scattered path.
+    """
+
+    grid: Grid
+    composition: Composition
+    table: MaterialTable
+    basis: AttenuationBasis
+    primary: Float[Array, "z y x"]
+    coarse_grid: Grid
+    coarse_mu: Float[Array, "cz cy cx k"]
+    source_mm: Float[Array, "s 3"]
+    n0: Float[Array, "s g"]
+    n1: Float[Array, "s g 3"]
+    q: Float[Array, "s g 3 3"]
+    scattered_kev: Float[Array, "s g"]
+    r0_2: Float[Array, " s"]
+    path_samples: int = eqx.field(static=True)
+
+    def _fluence(self, params: PriorParams, targets_mm: Array) -> tuple[Array, Array]:
+        return scattered_fluence(
+            self.coarse_grid,
+            self.coarse_mu,
+            targets_mm,
+            self.source_mm,
+            self.n0,
+            self.n1,
+            self.q,
+            self.scattered_kev,
+            self.basis.at,
+            params.attenuation,
+            self.r0_2,
+            self.path_samples,
+        )
+
+    def _kerma(self, phi: Array, psi: Array, composition: Composition) -> Array:
+        """Dose (Gy) from scattered fluence and energy fluence per group, shape (*v, g) -> (*v,)."""
+        ok = (phi > 0) & (psi > 0)  # mean energy as exp(log psi - log phi): no phi^2 in its gradient
+        log_ratio = jnp.log(jnp.where(ok, psi, 1.0)) - jnp.log(jnp.where(ok, phi, 1.0))
+        mean_e = jnp.where(ok, jnp.exp(log_ratio), REFERENCE_ENERGY_KEV)
+        return jnp.sum(kerma_gy(phi, mean_e, composition.mix_at(self.table.mu_en_cm2_g, mean_e)), axis=-1)
+
+    def dose(self, params: PriorParams) -> PriorDose:
+        """Primary and scattered dose on the whole grid; scattered fluence is computed per
+        coarse cell and interpolated trilinearly to the voxels (each with its own mu_en)."""
+        phi, psi = self._fluence(params, self.coarse_grid.voxel_centers_mm().reshape(-1, 3))
+        g = phi.shape[-1]
+        lattice = jnp.concatenate([phi, psi], -1).reshape(self.coarse_grid.shape + (2 * g,))
+        fine = self.coarse_grid.to_index(self.grid.voxel_centers_mm())
+        both = trilinear(lattice, fine, outside_zero=False)
+        scatter = self._kerma(both[..., :g], both[..., g:], self.composition)
+        return PriorDose(self.primary, scatter, self.primary + scatter)
+
+    def dose_at(self, params: PriorParams, index) -> PriorDose:
+        """`dose(params)` at voxels `index` (z, y, x) only, shape (n,) each; `index` must be concrete.
+
+        Computes the scattered fluence only at the coarse cells the voxels interpolate from.
+        """
+        index = np.asarray(index, np.int64).reshape(-1, 3)
+        cells, corner, weight = _corners(self.coarse_grid, _world(self.grid, index))
+        phi, psi = self._fluence(params, jnp.asarray(_world(self.coarse_grid, cells), self.primary.dtype))
+        w = jnp.asarray(weight, self.primary.dtype)[..., None]
+        phi, psi = jnp.sum(w * phi[corner], axis=1), jnp.sum(w * psi[corner], axis=1)
+        idx = jnp.asarray(index, jnp.int32)
+        scatter = self._kerma(phi, psi, self.composition.at(idx))
+        primary = self.primary[idx[:, 0], idx[:, 1], idx[:, 2]]
+        return PriorDose(primary, scatter, primary + scatter)
+
+
+def _world(grid: Grid, index: np.ndarray) -> np.ndarray:
+    """`grid.to_world` in NumPy (stays concrete under tracing)."""
+    return np.asarray(grid.origin_mm) + np.asarray(index, float) * np.asarray(grid.spacing_mm)
+
+
+def _corners(grid: Grid, points_mm: np.ndarray):
+    """Trilinear stencil of `points_mm` on `grid` (clamped, as `trilinear(outside_zero=False)`).
+
+    Returns (cells (u, 3) float indices, corner (n, 8) rows into cells, weight (n, 8)).
+    """
+    n = np.asarray(grid.shape)
+    i = np.clip((points_mm - np.asarray(grid.origin_mm)) / np.asarray(grid.spacing_mm), 0, n - 1)
+    i0 = np.clip(np.floor(i), 0, np.maximum(n - 2, 0)).astype(np.int64)
+    t = np.where(n > 1, i - i0, 0.0)
+    corners, weights = [], []
+    for dz in (0, 1):
+        for dy in (0, 1):
+            for dx in (0, 1):
+                d = np.array([dz, dy, dx])
+                corners.append(np.minimum(i0 + d, n - 1))
+                weights.append(np.prod(np.where(d == 1, t, 1.0 - t), axis=-1))
+    corners = np.stack(corners, axis=1)  # (n, 8, 3)
+    cells, inverse = np.unique(corners.reshape(-1, 3), axis=0, return_inverse=True)
+    return cells.astype(float), inverse.reshape(-1, 8), np.stack(weights, axis=1)
+
+
+def dose(
+    phantom: Phantom,
+    source: AbstractSource | Beam,
+    params: PriorParams | None = None,
+    **options,
+) -> PriorDose:
+    """Analytic dose of `source` in `phantom`, per source photon, as the Monte Carlo normalises it.
+
+    Primary: for every (sampled) view, photons per steradian from the beam (spectrum,
+    aperture, bowtie) times 1/r^2 times polychromatic Beer-Lambert attenuation through
+    the grid (and `world_medium` between the focal spot and the grid), converted to dose
+    with mu_en of each voxel. Scatter: first scatter from coarse-grained sources with
+    Klein-Nishina x S / Thomson x F^2 angular weighting, attenuated to each target, times
+    a calibrated build-up factor (see `physdose.prior._scatter`).
+
+    Pure JAX: wrap in `equinox.filter_jit` (the keyword options are static), vmap over
+    scenarios, and differentiate with respect to densities, `material_fractions`,
+    spectrum weights, source geometry and `params`.
+
+    Args:
+        phantom: the voxel phantom.
+        source: a focal-spot source (CT, C-arm, cone or fan beam) or its `Beam`.
+        params: calibrated parameters (default: uncalibrated `PriorParams()`).
+        **options: keyword options of `prepare` (ray step, views, energy groups, cells...).
+
+    Returns:
+        PriorDose (Gy per source photon).
+    """
+    params = PriorParams() if params is None else params
+    if not isinstance(params, PriorParams):
+        raise TypeError(f"params must be PriorParams, got {type(params).__name__}")
+    return prepare(phantom, source, **options).dose(params)
+
+
+def prepare(
+    phantom: Phantom,
+    source: AbstractSource | Beam,
+    *,
+    material_fractions: Float[ArrayLike, "z y x m"] | None = None,
+    step_mm: float | None = None,
+    max_views: int = 32,
+    group_kev: float = 10.0,
+    cell_mm: float = 32.0,
+    n_sources: int = 256,
+    path_samples: int = 16,
+    world_medium: str | None = "air",
+) -> Scene:
+    """The parameter-independent part of the prior: primary dose and scatter sources.
+
+    Args:
+        phantom: the voxel phantom.
+        source: a focal-spot source (CT, C-arm, cone or fan beam) or its `Beam`.
+        material_fractions: mass fraction of each of the phantom's materials per voxel,
+            shape (z, y, x, m), replacing the material ids (e.g. to differentiate).
+        step_mm: ray step of the primary (default: the smallest voxel spacing).
+        max_views: views kept from the trajectory (evenly spaced, weights kept).
+        group_kev: width of the energy groups the spectrum is condensed to (keV).
+        cell_mm: size of the coarse cells for scatter sources and targets (mm).
+        n_sources: scatter sources: the cells that scatter most, each also carrying the
+            emission of the other cells nearest to it (nothing is dropped).
+        path_samples: attenuation samples along each scattered path.
+        world_medium: material between the focal spot and the grid (None: vacuum).
+    """
+    with jax.ensure_compile_time_eval():  # a source closed over by jit keeps a concrete beam, hence a tight layout
+        beam = source if isinstance(source, Beam) else getattr(source, "beam", lambda: None)()
+        if isinstance(beam, Beam):
+            beam = sample_views(beam, max_views)
+        if not isinstance(beam, Beam):
+            raise TypeError(f"source must be a physdose source or Beam, got {type(source).__name__}")
+        if is_concrete(beam.tan_half) and not float(beam.solid_angle_sr) > 0:
+            raise ValueError("the prior needs a focal-spot source (cone, fan, CT, C-arm), not pencil or parallel")
+    if not isinstance(phantom, Phantom):
+        raise TypeError(f"phantom must be a physdose Phantom, got {type(phantom).__name__}")
+    grid = phantom.grid
+    step_mm = min(grid.spacing_mm) if step_mm is None else step_mm
+    for name, value in (("step_mm", step_mm), ("group_kev", group_kev), ("cell_mm", cell_mm)):
+        check_positive(name, value)
+    for name, value in (("max_views", max_views), ("n_sources", n_sources), ("path_samples", path_samples)):
+        if not isinstance(value, int) or value < 1:
+            raise ValueError(f"{name} must be a positive int, got {value!r}")
+    dtype = phantom.density_g_cm3.dtype
+    data = medium_data(phantom.materials.materials, jnp.dtype(dtype).name)
+    table = phantom.materials
+    composition = Composition.of(phantom, material_fractions)
+
+    spectrum = group_spectrum(beam.spectrum, group_kev)
+    beam = eqx.tree_at(lambda b: b.spectrum, beam, spectrum)
+    energy = spectrum.energy_kev  # (g,)
+    g = energy.shape[0]
+    cell = cell_voxels(grid, cell_mm)
+    window = beam_window(grid, beam, cell)
+    bev = bev_shape(grid, window, beam, step_mm)
+
+    rho_basis = basis_density(composition, data.basis)  # (z, y, x, k) 1/cm per unit basis
+    basis_e = data.basis.at(energy)  # (g, k)
+    m = jnp.arange(len(table))
+    sigma_s, c1, c2, ratio = data.scatter.at(energy)  # (m, g) each
+    per_material = jnp.stack(
+        [table.mu_en_cm2_g(m[:, None], energy[None]), sigma_s, sigma_s * c1, sigma_s * c2, sigma_s * ratio], -1
+    )  # (m, g, 5)
+    local = _take(composition, window).mix(per_material).reshape(-1, g, 5)
+    mu_en = local[..., 0]  # cm^2/g
+    rho = window.take(composition.density_g_cm3).reshape(-1)
+    # photons scattered per unit fluence: [n0, c1 n0, c2 n0, (E'/E) n0], shape (n, g, 4)
+    scattering = local[..., 1:] * (rho * 0.1 * grid.voxel_volume_mm3)[:, None, None]
+    points = window.centers_mm(grid).reshape(-1, 3)
+    cell_points = (_pool(points.reshape(window.shape + (3,)), cell) / math.prod(cell)).reshape(-1, 3)
+    mu_medium = _medium_mu_per_mm(world_medium, energy)
+
+    def one_view(carry, v):
+        dose_p, n0, n1, q, n_ratio, weighted_pos = carry
+        f = beam.focal_mm[v]
+        lo, hi = beam.aperture_center - beam.tan_half, beam.aperture_center + beam.tan_half
+        tau = line_integrals(grid, rho_basis, f, beam.axes[v], lo, hi, points, bev, step_mm) @ basis_e.T
+        tau = tau + outside_path_mm(grid, f, points)[:, None] * mu_medium[None]
+        rel = points - f[None]
+        dist2 = jnp.sum(rel**2, axis=-1)
+        safe2 = jnp.where(dist2 > 0, dist2, 1.0)
+        direction = rel / jnp.sqrt(safe2)[:, None]
+        fluence = beam.photons_per_sr(v, direction) / safe2[:, None] * jnp.exp(-tau)  # (n, g) 1/mm^2
+        dose_p = dose_p + jnp.sum(kerma_gy(fluence, energy[None], mu_en), axis=-1)
+        emitted = fluence[..., None] * scattering
+        total = jnp.sum(emitted[..., 0], axis=1)
+        position = jnp.concatenate([points, jnp.sum(points**2, axis=-1, keepdims=True)], -1)  # (x, |x|^2)
+        pooled = _pool(
+            jnp.concatenate([emitted.reshape(-1, 4 * g), total[:, None] * position], -1).reshape(window.shape + (-1,)),
+            cell,
+        ).reshape(-1, 4 * g + 4)
+        emitted, weighted = pooled[:, : 4 * g].reshape(-1, g, 4), pooled[:, 4 * g :]
+        d = cell_points - f[None]
+        d = d / jnp.linalg.norm(d, axis=-1, keepdims=True)
+        outer = 1.5 * d[:, :, None] * d[:, None, :] - 0.5 * jnp.eye(3, dtype=d.dtype)[None]
+        n0 = n0 + emitted[..., 0]
+        n1 = n1 + emitted[..., 1, None] * d[:, None, :]
+        q = q + emitted[..., 2, None, None] * outer[:, None]
+        return (dose_p, n0, n1, q, n_ratio + emitted[..., 3], weighted_pos + weighted), None
+
+    c = cell_points.shape[0]
+    init = tuple(
+        jnp.zeros(shape, dtype) for shape in ((points.shape[0],), (c, g), (c, g, 3), (c, g, 3, 3), (c, g), (c, 4))
+    )
+    carry, _ = jax.lax.scan(one_view, init, jnp.arange(beam.num_views))
+    dose_p, n0, n1, q, n_ratio, weighted_pos = carry
+
+    # keep the n_sources strongest cells; every other cell's emission joins its nearest kept cell
+    strength = jnp.sum(n0, axis=1)
+    k = min(n_sources, c)
+    # ties resolve by position in the grid, the same way whatever the window
+    tie_break = 1.0 - 1e-3 * jnp.asarray(window.cell_rank(grid), dtype)
+    _, top = jax.lax.top_k(jax.lax.stop_gradient(strength) * tie_break, k)
+    gap = jnp.sum((cell_points[:, None, :] - cell_points[top][None]) ** 2, axis=-1)
+    gap = jax.lax.stop_gradient(gap) * (1.0 + 1e-3 * jnp.linspace(0.0, 1.0, k, dtype=dtype))[None]  # ties: stronger
+    owner = jnp.argmin(gap, axis=1).at[top].set(jnp.arange(k))
+
+    def lump(a):
+        return jax.ops.segment_sum(a, owner, num_segments=k)
+
+    n0, n1, q, n_ratio, weighted_pos = (lump(a) for a in (n0, n1, q, n_ratio, weighted_pos))
+    s = jnp.sum(n0, axis=1)
+    safe_s = jnp.where(s > 0, s, 1.0)[:, None]
+    source_mm = jnp.where((s > 0)[:, None], weighted_pos[:, :3] / safe_s, cell_points[top])
+    spread = jnp.maximum(weighted_pos[:, 3] / safe_s[:, 0] - jnp.sum(source_mm**2, axis=-1), 0.0)
+    voxel_spread = sum(d**2 for d in grid.spacing_mm) / 12.0  # <|x - centre|^2> within one voxel
+    scattered_kev = energy[None] * jnp.where(n0 > 0, n_ratio / jnp.where(n0 > 0, n0, 1.0), 1.0)
+
+    target = whole_grid(grid, cell)
+    return Scene(
+        grid=grid,
+        composition=composition,
+        table=table,
+        basis=data.basis,
+        primary=window.put(dose_p.reshape(window.shape), grid),
+        coarse_grid=_coarse_grid(grid, target),
+        coarse_mu=_pool(target.take(rho_basis), cell) / math.prod(cell),
+        source_mm=source_mm,
+        n0=n0,
+        n1=n1,
+        q=q,
+        scattered_kev=scattered_kev,
+        r0_2=self_distance2_mm2(spread + voxel_spread),
+        path_samples=path_samples,
+    )
+
+
+def _take(composition: Composition, window: Window) -> Composition:
+    return Composition(
+        window.take(composition.density_g_cm3),
+        None if composition.material_ids is None else window.take(composition.material_ids),
+        None if composition.fractions is None else window.take(composition.fractions),
+    )
+
+
+def _pool(volume: Array, cell: tuple[int, int, int]) -> Array:
+    """Sum over cells of `cell` voxels: (z, y, x, ...) -> (z/cz, y/cy, x/cx, ...)."""
+    z, y, x = volume.shape[:3]
+    cz, cy, cx = cell
+    rest = volume.shape[3:]
+    v = volume.reshape((z // cz, cz, y // cy, cy, x // cx, cx) + rest)
+    return v.sum(axis=(1, 3, 5))
+
+
+def _coarse_grid(grid: Grid, window: Window) -> Grid:
+    """The grid of `window`'s cells (cell centres as voxel centres)."""
+    spacing = tuple(d * c for d, c in zip(grid.spacing_mm, window.cell))
+    origin = tuple(o + (c - 1) / 2 * d for o, c, d in zip(grid.origin_mm, window.cell, grid.spacing_mm))
+    return Grid(window.cells, spacing, origin)
+
+
+def _medium_mu_per_mm(world_medium: str | None, energy: Array) -> Array:
+    """Linear attenuation coefficient (1/mm) of the world medium at `energy`."""
+    if world_medium is None:
+        return jnp.zeros_like(energy)
+    medium = get(world_medium)
+    return medium.mu_cm2_g(energy) * medium.density_g_cm3 * 0.1

@@ -1,0 +1,283 @@
+"""The physics prior: closed forms, linearity, gradients, calibration, inverse problems."""
+
+import equinox as eqx
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+from jax.test_util import check_grads
+
+import physdose as pd
+from physdose.mc._interactions import ScatterTables, sample_coherent, sample_incoherent
+from physdose.prior._medium import AttenuationBasis, ScatterData
+from physdose.units import kerma_gy
+
+N, H = 16, 5.0
+SLAB = (5, 9)  # water in y-layers [5, 9): 20 mm
+
+
+def slab(density=1.0, dtype=jnp.float32):
+    """A 20 mm water slab across a 16^3 grid of 5 mm voxels, vacuum (air of density 0) around it."""
+    grid = pd.Grid.centered((N, N, N), (H, H, H))
+    table = pd.materials.MaterialTable.from_materials(["air", "water"])
+    ids = np.zeros((N, N, N), np.int32)
+    ids[:, SLAB[0] : SLAB[1], :] = 1
+    rho = jnp.asarray(np.where(ids == 1, density, 0.0), dtype)
+    return pd.Phantom(grid, ids, rho, table, np.zeros_like(ids), {})
+
+
+def cone(e_kev=60.0, field=(60.0, 60.0), focal_y=-400.0):
+    return pd.sources.ConeBeam(pd.Spectrum.monoenergetic(e_kev), (0.0, focal_y, 0.0), (0.0, 0.0, 0.0), field)
+
+
+def free_air_dose(phantom, source, thickness_mm=0.0, e_kev=60.0):
+    """Closed form: photons/sr / r^2 x exp(-mu t / cos) x E mu_en(air), per voxel."""
+    beam = source.beam()
+    rel = phantom.grid.voxel_centers_mm() - beam.focal_mm[0][None, None, None]
+    dist = jnp.linalg.norm(rel, axis=-1)
+    per_sr = beam.photons_per_sr(0, rel / dist[..., None])[..., 0]
+    mu = phantom.materials.mu_cm2_g(1, e_kev) * 0.1
+    fluence = per_sr / dist**2 * jnp.exp(-mu * thickness_mm * dist / rel[..., 1])
+    return np.asarray(kerma_gy(fluence, e_kev, phantom.materials.mu_en_cm2_g(0, e_kev)))
+
+
+FAST = dict(n_sources=16, path_samples=4, cell_mm=20.0)
+
+
+def test_slab_transmission_is_beer_lambert_and_converges_with_step():
+    phantom, source = slab(), cone()
+    expected = free_air_dose(phantom, source, thickness_mm=20.0)
+    behind = np.zeros(phantom.grid.shape, bool)
+    behind[:, 11:, :] = True
+    behind &= expected > 0.05 * expected.max()
+    errors = []
+    for step in (10.0, 5.0, 2.5):
+        out = pd.prior.dose(phantom, source, step_mm=step, world_medium=None, **FAST)
+        errors.append(np.abs(np.asarray(out.primary)[behind] / expected[behind] - 1).max())
+    assert errors[-1] < 2e-3
+    assert errors[0] > errors[1] > errors[2]
+
+
+def test_empty_world_is_pure_inverse_square():
+    phantom, source = slab(density=0.0), cone()
+    phantom = eqx.tree_at(lambda p: p.material_ids, phantom, jnp.zeros_like(phantom.material_ids))  # all air
+    out = pd.prior.dose(phantom, source, world_medium=None, **FAST)
+    expected = free_air_dose(phantom, source)
+    inside = expected > 0
+    np.testing.assert_allclose(np.asarray(out.primary)[inside], expected[inside], rtol=1e-4)
+    assert float(jnp.max(out.scatter)) == 0.0
+    # along the central ray the inverse-square law itself: dose x r^2 is constant
+    axis = np.asarray(out.primary)[N // 2, :, N // 2] * (np.asarray(phantom.grid.axes_mm()[1]) + 400.0) ** 2
+    np.testing.assert_allclose(axis, axis[0], rtol=1e-4)
+
+
+def test_air_between_source_and_grid_attenuates_like_the_monte_carlo_world():
+    phantom, source = slab(density=0.0), cone()
+    vacuum = pd.prior.dose(phantom, source, world_medium=None, **FAST).primary
+    air = pd.prior.dose(phantom, source, world_medium="air", **FAST).primary
+    entry = 400.0 - N * H / 2  # focal spot to the grid face along the central ray (mm)
+    mu = float(pd.materials.get("air").mu_per_mm(60.0))
+    ratio = float(air[N // 2, 0, N // 2] / vacuum[N // 2, 0, N // 2])
+    assert ratio == pytest.approx(np.exp(-mu * entry), rel=1e-4)
+
+
+def test_dose_is_linear_in_fluence_and_view_weights():
+    phantom = slab()
+    source = cone()
+    base = pd.prior.dose(phantom, source, **FAST)
+    beam = source.beam()
+    doubled = eqx.tree_at(lambda b: b.view_weight, beam, 2.0 * beam.view_weight)
+    out = pd.prior.dose(phantom, doubled, **FAST)
+    np.testing.assert_allclose(np.asarray(out.total), 2 * np.asarray(base.total), rtol=1e-5, atol=0)
+    # a spectrum is a fluence mixture: dose of the mix is the mix of doses
+    s30, s80 = pd.Spectrum.monoenergetic(30.0), pd.Spectrum.monoenergetic(80.0)
+    mix = pd.Spectrum.from_table([30.0, 80.0], [0.25, 0.75])
+    d = {
+        e: pd.prior.dose(phantom, eqx.tree_at(lambda b: b.spectrum, beam, s), **FAST) for e, s in ((30, s30), (80, s80))
+    }
+    both = pd.prior.dose(phantom, eqx.tree_at(lambda b: b.spectrum, beam, mix), **FAST)
+    np.testing.assert_allclose(
+        np.asarray(both.primary), 0.25 * np.asarray(d[30].primary) + 0.75 * np.asarray(d[80].primary), rtol=1e-4, atol=0
+    )
+
+
+def test_scatter_reaches_outside_the_field_and_falls_with_distance():
+    phantom = slab()
+    source = cone(field=(20.0, 20.0))
+    out = pd.prior.dose(phantom, source, **FAST)
+    primary, scatter = np.asarray(out.primary), np.asarray(out.scatter)
+    row = scatter[N // 2, 7, :]  # inside the slab, across the field
+    assert primary[N // 2, 7, 0] == 0 and row[0] > 0
+    centre = N // 2
+    assert row[centre] > row[centre + 3] > row[-1]
+    # the slab scatters more backward (toward the source) than far sideways in air
+    assert scatter[N // 2, 2, N // 2] > scatter[N // 2, 2, 0]
+
+
+def test_jit_equals_eager_and_vmap_equals_loop():
+    phantom, source = _small_slab(jnp.float32), cone()
+    eager = pd.prior.dose(phantom, source, **FAST).total
+    jitted = eqx.filter_jit(lambda p: pd.prior.dose(p, source, **FAST))(phantom).total
+    np.testing.assert_allclose(np.asarray(jitted), np.asarray(eager), rtol=1e-5, atol=1e-30)
+    # a traced source: the ray lattice falls back to bounds from the grid, finer, same physics
+    traced = eqx.filter_jit(pd.prior.dose)(phantom, source, **FAST).total
+    np.testing.assert_allclose(np.asarray(traced), np.asarray(eager), rtol=2e-2, atol=1e-30)
+    scales = jnp.asarray([0.5, 1.0, 1.5])
+
+    def one(scale):
+        return pd.prior.dose(
+            eqx.tree_at(lambda p: p.density_g_cm3, phantom, phantom.density_g_cm3 * scale), source, **FAST
+        ).total
+
+    batched = jax.vmap(one)(scales)
+    for i, s in enumerate(scales):
+        np.testing.assert_allclose(np.asarray(batched[i]), np.asarray(one(s)), rtol=1e-4, atol=1e-30)
+
+
+@pytest.fixture
+def x64():
+    with jax.enable_x64(True):
+        yield
+
+
+SMALL = dict(n_sources=16, path_samples=3, cell_mm=10.0, step_mm=10.0, group_kev=20.0)
+
+
+def _small_slab(dtype=jnp.float64):
+    """The slab on a coarser 8^3 grid of 10 mm voxels (float64 by default)."""
+    p = slab(dtype=dtype)
+    ids = p.material_ids[::2, ::2, ::2]
+    grid = pd.Grid.centered((8, 8, 8), (10.0, 10.0, 10.0))
+    return pd.Phantom(grid, ids, p.density_g_cm3[::2, ::2, ::2], p.materials, jnp.zeros_like(ids), {})
+
+
+def test_gradients_match_finite_differences_in_float64(x64):
+    """One check over parameters, densities, material fractions, spectrum weights and focal spot."""
+    phantom = _small_slab()
+    probe = (jnp.asarray([4, 4, 5, 6]), jnp.asarray([3, 6, 7, 4]), jnp.asarray([4, 4, 1, 0]))
+    energies = jnp.asarray([40.0, 60.0, 80.0])
+    fractions = 0.9 * jax.nn.one_hot(phantom.material_ids, len(phantom.materials), dtype=jnp.float64) + 0.05
+
+    def total(params, density_scale, fractions, weights, focal_y_dm):
+        p = eqx.tree_at(lambda q: q.density_g_cm3, phantom, phantom.density_g_cm3 * density_scale)
+        s = pd.sources.ConeBeam(
+            pd.Spectrum(energies, weights), jnp.stack([0.0, 100.0 * focal_y_dm, 3.0]), (0.0, 0.0, 0.0), (40.0, 40.0)
+        )
+        return pd.prior.dose(p, s, params, material_fractions=fractions, **SMALL).total[probe] * 1e12
+
+    args = (
+        pd.prior.PriorParams((0.1, -0.2), (-0.3, 0.1), (0.2, 0.0)),
+        jnp.asarray(1.0),
+        fractions,
+        jnp.asarray([0.2, 0.5, 0.3]),
+        jnp.asarray(-4.0),
+    )
+    check_grads(jax.jit(total), args, order=1, modes=["rev"], eps=1e-4)
+
+
+def test_gradients_are_finite_at_zero_density_and_field_edges(x64):
+    phantom = _small_slab()
+    empty = eqx.tree_at(lambda p: p.density_g_cm3, phantom, jnp.zeros_like(phantom.density_g_cm3))
+
+    def total(rho, field):
+        p = eqx.tree_at(lambda q: q.density_g_cm3, phantom, rho)
+        s = pd.sources.ConeBeam(pd.Spectrum.monoenergetic(60.0), (0.0, -400.0, 0.0), (0.0, 0.0, 0.0), field)
+        return jnp.sum(pd.prior.dose(p, s, **SMALL).total)
+
+    # field edges through voxel centres: 10 mm at the aim plane, where the centres sit at +-5 mm
+    grad = jax.jit(jax.grad(total, argnums=(0, 1)))
+    g_rho, g_field = grad(empty.density_g_cm3, jnp.asarray([10.0, 10.0]))
+    assert np.all(np.isfinite(np.asarray(g_rho))) and np.all(np.isfinite(np.asarray(g_field)))
+    g_rho, g_field = grad(phantom.density_g_cm3, jnp.asarray([10.0, 10.0]))
+    assert np.all(np.isfinite(np.asarray(g_rho))) and np.all(np.isfinite(np.asarray(g_field)))
+    assert float(jnp.sum(g_field)) != 0.0  # a wider field gives more dose
+
+
+def test_attenuation_basis_rebuilds_every_coefficient():
+    table = pd.materials.MaterialTable.from_materials(["air", "water", "cortical_bone", "lung", "lead"])
+    basis = AttenuationBasis.from_table(table)
+    assert basis.rank < len(table) and basis.max_rel_error <= 3e-3
+    e = jnp.asarray([17.3, 33.0, 60.0, 88.5, 120.0])
+    rebuilt = basis.weight @ basis.at(e).T
+    exact = table.mu_cm2_g(jnp.arange(len(table))[:, None], e[None])
+    np.testing.assert_allclose(np.asarray(rebuilt), np.asarray(exact), rtol=5e-3)
+
+
+@pytest.mark.parametrize("e_kev", [30.0, 80.0])
+def test_scatter_moments_are_those_the_monte_carlo_samples(getkey, e_kev):
+    table = pd.materials.MaterialTable.from_materials(["water"])
+    data = ScatterData.from_table(table)
+    _, c1, c2, ratio = (np.asarray(a)[0, 0] for a in data.at(jnp.asarray([e_kev])))
+    n = 200_000
+    tables = ScatterTables.from_table(table)
+    e = jnp.full((n,), e_kev)
+    m = jnp.zeros((n,), jnp.int32)
+    cos_i, e_i = sample_incoherent(getkey(), e, m, tables)
+    cos_c = sample_coherent(getkey(), e, m, tables)
+    p_coh = float(table.coherent_cm2_g(0, e_kev) / (table.coherent_cm2_g(0, e_kev) + table.incoherent_cm2_g(0, e_kev)))
+    coherent = np.asarray(jax.random.uniform(getkey(), (n,))) < p_coh
+    cos = np.where(coherent, np.asarray(cos_c), np.asarray(cos_i))
+    energy_ratio = np.where(coherent, 1.0, np.asarray(e_i) / e_kev)
+    for value, samples in ((c1, cos), (c2, 0.5 * (3 * cos**2 - 1)), (ratio, energy_ratio)):
+        assert value == pytest.approx(samples.mean(), abs=4 * samples.std() / np.sqrt(n) + 1e-4)
+
+
+def test_calibrate_recovers_known_parameters_and_round_trips(tmp_path, getkey):
+    phantom, source = slab(), cone(field=(30.0, 30.0))
+    truth = pd.prior.PriorParams((0.3, 0.0), (-0.5, 0.0), (0.0, 0.0))
+    reference = pd.prior.dose(phantom, source, truth, **FAST).total
+    mc = {"dose_gy": reference, "rel_sigma": jnp.full(reference.shape, 0.01)}
+    prior = pd.prior.calibrate(
+        [(phantom, source)], [mc], key=getkey(), steps=60, learning_rate=0.1, progress=False, **FAST
+    )
+    assert prior.info["loss_after"] < 1e-3 * prior.info["loss_before"]
+    fitted = np.asarray(prior.dose(phantom, source).total)
+    region = np.asarray(reference) > 0.01 * float(reference.max())
+    np.testing.assert_allclose(fitted[region], np.asarray(reference)[region], rtol=0.03)
+    path = tmp_path / "prior.json"
+    prior.save(path)
+    again = pd.prior.Prior.load(path)
+    assert again.options == prior.options
+    np.testing.assert_array_equal(np.asarray(again.dose(phantom, source).total), fitted)
+
+
+def test_fit_solves_an_inverse_problem_added_filtration():
+    """Recover 2 mm of added aluminium from the depth-dose profile through a water slab."""
+    phantom = _small_slab(jnp.float32)
+    tube = pd.Spectrum.from_tube(80.0, {"Al": 1.0})
+
+    def profile(al_mm):
+        s = pd.sources.ConeBeam(tube.filtered({"Al": al_mm}), (0.0, -400.0, 0.0), (0.0, 0.0, 0.0), (40.0, 40.0))
+        d = pd.prior.dose(phantom, s, **SMALL).total[4, :, 4]
+        return d / d[0]
+
+    measured = profile(2.0)
+    best, history = pd.prior.fit(
+        lambda t: jnp.sum((profile(t) / measured - 1) ** 2),
+        jnp.asarray(0.5),
+        steps=50,
+        learning_rate=0.1,
+        progress=False,
+    )
+    assert float(best) == pytest.approx(2.0, abs=0.05)
+    assert history[-1] < 1e-2 * history[0]
+
+
+def test_bad_input_is_named():
+    phantom = slab()
+    pencil = pd.sources.PencilBeam(pd.Spectrum.monoenergetic(60.0), (0.0, -400.0, 0.0), (0.0, 1.0, 0.0))
+    with pytest.raises(ValueError, match="focal-spot"):
+        pd.prior.dose(phantom, pencil)
+    with pytest.raises(ValueError, match="step_mm"):
+        pd.prior.dose(phantom, cone(), step_mm=0.0)
+    with pytest.raises(ValueError, match="material_fractions"):
+        pd.prior.dose(phantom, cone(), material_fractions=jnp.ones((2, 2, 2, 2)))
+    with pytest.raises(ValueError, match="n_sources"):
+        pd.prior.dose(phantom, cone(), n_sources=0)
+    with pytest.raises(TypeError, match="params"):
+        pd.prior.dose(phantom, cone(), {"log_scale": 0})
+    with pytest.raises(ValueError, match="does not reach"):
+        away = pd.sources.ConeBeam(
+            pd.Spectrum.monoenergetic(60.0), (0.0, -400.0, 0.0), (0.0, -800.0, 0.0), (10.0, 10.0)
+        )
+        pd.prior.dose(phantom, away)

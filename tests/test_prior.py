@@ -119,9 +119,9 @@ def test_jit_equals_eager_and_vmap_equals_loop():
     eager = pd.prior.dose(phantom, source, **FAST).total
     jitted = eqx.filter_jit(lambda p: pd.prior.dose(p, source, **FAST))(phantom).total
     np.testing.assert_allclose(np.asarray(jitted), np.asarray(eager), rtol=1e-5, atol=1e-30)
-    # a traced source: the ray lattice falls back to bounds from the grid, finer, same physics
+    # a traced source: the layout falls back to bounds from the grid, on the same lattice nodes
     traced = eqx.filter_jit(pd.prior.dose)(phantom, source, **FAST).total
-    np.testing.assert_allclose(np.asarray(traced), np.asarray(eager), rtol=2e-2, atol=1e-30)
+    np.testing.assert_allclose(np.asarray(traced), np.asarray(eager), rtol=1e-4, atol=1e-30)
     scales = jnp.asarray([0.5, 1.0, 1.5])
 
     def one(scale):
@@ -203,7 +203,7 @@ def test_attenuation_basis_rebuilds_every_coefficient():
     np.testing.assert_allclose(np.asarray(rebuilt), np.asarray(exact), rtol=5e-3)
 
 
-@pytest.mark.parametrize("e_kev", [30.0, 80.0])
+@pytest.mark.parametrize("e_kev", [pytest.param(30.0, marks=pytest.mark.slow), 80.0])
 def test_scatter_moments_are_those_the_monte_carlo_samples(getkey, e_kev):
     table = pd.materials.MaterialTable.from_materials(["water"])
     data = ScatterData.from_table(table)
@@ -241,6 +241,7 @@ def test_calibrate_recovers_known_parameters_and_round_trips(tmp_path, getkey):
     np.testing.assert_array_equal(np.asarray(again.dose(phantom, source).total), fitted)
 
 
+@pytest.mark.slow
 def test_fit_solves_an_inverse_problem_added_filtration():
     """Recover 2 mm of added aluminium from the depth-dose profile through a water slab."""
     phantom = _small_slab(jnp.float32)

@@ -18,7 +18,7 @@ from .._frozen import FrozenDict
 from ..mc._simulate import MCResult
 from ..phantoms._phantom import Phantom
 from ..units import KEV_TO_J
-from ._model import PriorDose, PriorParams, Scene, dose, prepare
+from ._model import PriorDose, PriorParams, Scene, calibration_record, dose, prepare
 
 FORMAT = "physdose.prior/1"
 
@@ -35,6 +35,16 @@ class Prior(eqx.Module):
     params: PriorParams = PriorParams()
     options: FrozenDict = eqx.field(static=True, default=FrozenDict(), converter=lambda d: FrozenDict(dict(d)))
     info: FrozenDict = eqx.field(static=True, default=FrozenDict(), converter=lambda d: FrozenDict(dict(d)))
+
+    @classmethod
+    def default(cls) -> "Prior":
+        """physdose's own calibration against MC (see its `info`), or an uncalibrated Prior without one."""
+        record = calibration_record()
+        return cls() if record is None else cls._from_record(record)
+
+    @classmethod
+    def _from_record(cls, record: dict) -> "Prior":
+        return cls(PriorParams(**record["params"]), record["options"], record["info"])
 
     def dose(self, phantom: Phantom, source, **overrides) -> PriorDose:
         """`physdose.prior.dose` with these parameters and options (`overrides` replace options)."""
@@ -57,7 +67,7 @@ class Prior(eqx.Module):
         record = json.loads(Path(path).read_text())
         if record.get("format") != FORMAT:
             raise ValueError(f"{path} is not a physdose prior file (format {record.get('format')!r})")
-        return cls(PriorParams(**record["params"]), record["options"], record["info"])
+        return cls._from_record(record)
 
 
 def fit(
@@ -111,6 +121,7 @@ def calibrate(
     steps: int = 200,
     learning_rate: float = 0.05,
     points: int = 1024,
+    organ_points: int = 32,
     noise_floor: float = 0.03,
     max_rel_sigma: float = 0.2,
     organ_max_rel_sigma: float = 0.05,
@@ -123,8 +134,8 @@ def calibrate(
     Loss: for each scenario, the mean squared log ratio prior/MC over `points` voxels drawn
     from those with MC dose above 1 % of the maximum and relative uncertainty below
     `max_rel_sigma`, plus the same over organ doses whose uncertainty is below
-    `organ_max_rel_sigma` (organ doses from up to 64 sampled voxels per organ, mass
-    weighted); each term is weighted by 1 / (sigma^2 + noise_floor^2), and scenarios count
+    `organ_max_rel_sigma` (organ doses from up to `organ_points` sampled voxels per organ,
+    mass weighted); each term is weighted by 1 / (sigma^2 + noise_floor^2), and scenarios count
     equally. The parameter-independent part of the prior is computed once per scenario.
 
     Args:
@@ -152,8 +163,9 @@ def calibrate(
     keys = jax.random.split(key, len(scenarios))
     for (phantom, source), mc, k in zip(scenarios, mc_results, keys):
         scene = prepare(phantom, source, **options)
+        ref = _reference(mc, phantom)
         cases.append(
-            _case(scene, phantom, _reference(mc, phantom), k, points, noise_floor, max_rel_sigma, organ_max_rel_sigma)
+            _case(scene, phantom, ref, k, points, organ_points, noise_floor, max_rel_sigma, organ_max_rel_sigma)
         )
 
     def loss(p):
@@ -193,7 +205,7 @@ def _reference(mc, phantom: Phantom) -> dict:
     return out
 
 
-def _case(scene: Scene, phantom: Phantom, ref: dict, key, points, floor, max_sigma, organ_max_sigma):
+def _case(scene: Scene, phantom: Phantom, ref: dict, key, points, organ_points, floor, max_sigma, organ_max_sigma):
     """Sample voxels and organs of one scenario for the calibration loss."""
     rng = np.random.default_rng(np.asarray(jax.random.key_data(key)).ravel())
     d, sigma = ref["dose_gy"], ref["rel_sigma"]
@@ -210,10 +222,10 @@ def _case(scene: Scene, phantom: Phantom, ref: dict, key, points, floor, max_sig
         if name not in phantom.organs or not s < organ_max_sigma or not value > 0:
             continue
         vox = np.argwhere(labels == phantom.organs[name])
-        vox = vox[rng.choice(len(vox), min(64, len(vox)), replace=False)]
-        organ_idx.append(np.pad(vox, ((0, 64 - len(vox)), (0, 0)), mode="edge"))
+        vox = vox[rng.choice(len(vox), min(organ_points, len(vox)), replace=False)]
+        organ_idx.append(np.pad(vox, ((0, organ_points - len(vox)), (0, 0)), mode="edge"))
         m = mass[tuple(vox.T)]
-        organ_mass.append(np.pad(m, (0, 64 - len(m))))
+        organ_mass.append(np.pad(m, (0, organ_points - len(m))))
         organ_ref.append(value)
         organ_w.append(1.0 / (s**2 + floor**2))
     case = {

@@ -1,6 +1,9 @@
 """`dose`: the physics prior, primary plus scattered dose on the phantom grid, differentiable end to end."""
 
+import functools
+import json
 import math
+from importlib import resources
 
 import equinox as eqx
 import jax
@@ -63,6 +66,24 @@ class PriorParams(eqx.Module):
         b = jnp.minimum(at(self.buildup_b), 0.9)
         buildup = jnp.exp(at(self.log_buildup_a)) * tau * jnp.exp(-(1.0 - b) * tau)
         return jnp.exp(at(self.log_scale)) * (jnp.exp(-tau) + buildup)
+
+
+CALIBRATION = ("physdose.prior", "data", "calibrated.json")
+"""Where physdose keeps its own calibration of the prior (written by benchmarks/prior_vs_mc.py --save)."""
+
+
+@functools.lru_cache(maxsize=1)
+def calibration_record() -> dict | None:
+    """The shipped calibration (JSON record of `Prior.save`), or None if there is none."""
+    package, *parts = CALIBRATION
+    path = resources.files(package).joinpath(*parts)
+    return json.loads(path.read_text()) if path.is_file() else None
+
+
+def default_params() -> PriorParams:
+    """The shipped calibrated parameters, or the uncalibrated `PriorParams()` without them."""
+    record = calibration_record()
+    return PriorParams() if record is None else PriorParams(**record["params"])
 
 
 class PriorDose(eqx.Module):
@@ -214,13 +235,14 @@ def dose(
     Args:
         phantom: the voxel phantom.
         source: a focal-spot source (CT, C-arm, cone or fan beam) or its `Beam`.
-        params: calibrated parameters (default: uncalibrated `PriorParams()`).
+        params: the prior's parameters (default: physdose's own calibration against MC,
+            `Prior.default()`, fitted with the default options).
         **options: keyword options of `prepare` (ray step, views, energy groups, cells...).
 
     Returns:
         PriorDose (Gy per source photon).
     """
-    params = PriorParams() if params is None else params
+    params = default_params() if params is None else params
     if not isinstance(params, PriorParams):
         raise TypeError(f"params must be PriorParams, got {type(params).__name__}")
     return prepare(phantom, source, **options).dose(params)
@@ -257,10 +279,9 @@ def prepare(
     """
     with jax.ensure_compile_time_eval():  # a source closed over by jit keeps a concrete beam, hence a tight layout
         beam = source if isinstance(source, Beam) else getattr(source, "beam", lambda: None)()
-        if isinstance(beam, Beam):
-            beam = sample_views(beam, max_views)
         if not isinstance(beam, Beam):
             raise TypeError(f"source must be a physdose source or Beam, got {type(source).__name__}")
+        beam = sample_views(beam, max_views)
         if is_concrete(beam.tan_half) and not float(beam.solid_angle_sr) > 0:
             raise ValueError("the prior needs a focal-spot source (cone, fan, CT, C-arm), not pencil or parallel")
     if not isinstance(phantom, Phantom):

@@ -32,6 +32,10 @@ from ._medium import AttenuationBasis, Composition, basis_density, medium_data
 from ._primary import line_integrals, outside_path_mm, trilinear
 from ._scatter import scattered_fluence, self_distance2_mm2
 
+NEGLIGIBLE = 1e-15
+"""Scattered photons per source photon below which a source or group counts as empty (mean
+positions and energies of fewer would put 1/n^2 underflows into float32 gradients)."""
+
 REFERENCE_ENERGY_KEV = 60.0
 """Energy at which the calibrated parameters' energy dependence is anchored (keV)."""
 
@@ -372,11 +376,11 @@ def prepare(
 
     n0, n1, q, n_ratio, weighted_pos = (lump(a) for a in (n0, n1, q, n_ratio, weighted_pos))
     s = jnp.sum(n0, axis=1)
-    safe_s = jnp.where(s > 0, s, 1.0)[:, None]
-    source_mm = jnp.where((s > 0)[:, None], weighted_pos[:, :3] / safe_s, cell_points[top])
+    safe_s = jnp.where(s > NEGLIGIBLE, s, 1.0)[:, None]
+    source_mm = jnp.where((s > NEGLIGIBLE)[:, None], weighted_pos[:, :3] / safe_s, cell_points[top])
     spread = jnp.maximum(weighted_pos[:, 3] / safe_s[:, 0] - jnp.sum(source_mm**2, axis=-1), 0.0)
     voxel_spread = sum(d**2 for d in grid.spacing_mm) / 12.0  # <|x - centre|^2> within one voxel
-    scattered_kev = energy[None] * jnp.where(n0 > 0, n_ratio / jnp.where(n0 > 0, n0, 1.0), 1.0)
+    scattered_kev = energy[None] * jnp.where(n0 > NEGLIGIBLE, n_ratio / jnp.where(n0 > NEGLIGIBLE, n0, 1.0), 1.0)
 
     target = whole_grid(grid, cell)
     return Scene(

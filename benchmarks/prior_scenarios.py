@@ -41,7 +41,6 @@ import dataclasses
 import json
 import os
 import sys
-import tempfile
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -50,6 +49,7 @@ import jax
 import numpy as np
 
 import physdose as pd
+from physdose._atomic import atomic_path
 from physdose.units import KEV_TO_J
 
 HERE = Path(__file__).resolve().parent
@@ -281,16 +281,9 @@ def load_reference(name: str, out: str | os.PathLike = CACHE) -> dict:
 
 
 def _save_atomic(path: Path, compress: bool = False, **arrays) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.stem}.", suffix=".tmp.npz")
-    os.close(fd)
-    try:
+    with atomic_path(path) as tmp:  # tmp keeps the .npz suffix, so savez writes exactly there
         (np.savez_compressed if compress else np.savez)(tmp, **arrays)
         os.chmod(tmp, 0o644)
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.remove(tmp)
 
 
 def _mean_rel_sigma(total: np.ndarray, squares: np.ndarray, counts: list[int]):

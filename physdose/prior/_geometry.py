@@ -19,6 +19,10 @@ from ..sources._beam import Beam
 from ..spectra._spectrum import Spectrum
 
 
+EMPTY_GROUP = 1e-12
+"""Share of the spectrum's fluence below which an energy group counts as empty."""
+
+
 def sample_views(beam: Beam, max_views: int) -> Beam:
     """At most `max_views` views, evenly spaced along the trajectory.
 
@@ -43,7 +47,8 @@ def group_spectrum(spectrum: Spectrum, group_kev: float) -> Spectrum:
 
     Each group's weight is the sum of its bins' fluence and its energy their
     fluence-weighted mean (empty groups sit at their centre with weight 0), so doses stay
-    differentiable with respect to the spectrum's weights.
+    differentiable with respect to the spectrum's weights (groups with less than
+    `EMPTY_GROUP` of the fluence sit at their centre).
     """
     if is_concrete(spectrum.energy_kev, spectrum.fluence):  # no empty groups above the spectrum's end
         e, f = np.asarray(spectrum.energy_kev), np.asarray(spectrum.fluence)
@@ -58,8 +63,11 @@ def group_spectrum(spectrum: Spectrum, group_kev: float) -> Spectrum:
     f = jnp.where(member, spectrum.fluence[None], 0.0)
     weight = jnp.sum(f, axis=1)
     centre = 0.5 * (edges[:-1] + edges[1:])
-    safe = jnp.where(weight > 0, weight, 1.0)
-    energy = jnp.where(weight > 0, jnp.sum(f * e[None], axis=1) / safe, centre)
+    # a group with a vanishing share (a spectrum hardened by thick filters) sits at its centre: its
+    # mean energy's gradient, 1 / weight, would overflow float32 where its dose is ~0 anyway
+    present = weight > EMPTY_GROUP * jnp.sum(weight)
+    safe = jnp.where(present, weight, 1.0)
+    energy = jnp.where(present, jnp.sum(f * e[None], axis=1) / safe, centre)
     return Spectrum(jnp.clip(energy, 1.0, 150.0), weight)
 
 
@@ -119,6 +127,28 @@ def whole_grid(grid: Grid, cell: tuple[int, int, int]) -> Window:
     return Window((0, 0, 0), tuple(math.ceil(n / c) * c for n, c in zip(grid.shape, cell)), cell)
 
 
+def _view_hits(grid: Grid, beam: Beam) -> tuple[np.ndarray, np.ndarray]:
+    """Voxels (every second one per axis) inside each view's aperture: (index (p, 3), hit (views, p))."""
+    axes = [o + d * np.arange(0, n, 2) for o, d, n in zip(grid.origin_mm, grid.spacing_mm, grid.shape)]
+    pts = np.stack(np.meshgrid(*axes, indexing="ij"), axis=-1).reshape(-1, 3)
+    half = np.asarray(beam.tan_half, np.float64)
+    centre = np.asarray(beam.aperture_center, np.float64)
+    hits = []
+    for f, (c, u, w) in zip(np.asarray(beam.focal_mm, np.float64), np.asarray(beam.axes, np.float64)):
+        rel = pts - f
+        depth = rel @ c
+        ok = depth > 0
+        safe = np.where(ok, depth, 1.0)
+        t = np.stack([rel @ u, rel @ w], axis=-1) / safe[:, None]
+        hits.append(ok & np.all(np.abs(t - centre) <= half + 1e-9, axis=-1))
+    idx = np.stack(np.meshgrid(*[np.arange(0, n, 2) for n in grid.shape], indexing="ij"), -1).reshape(-1, 3)
+    return idx, np.stack(hits)
+
+
+def _concrete_beam(beam: Beam) -> bool:
+    return is_concrete(beam.focal_mm, beam.axes, beam.tan_half, beam.aperture_center)
+
+
 def beam_window(grid: Grid, beam: Beam, cell: tuple[int, int, int], margin_voxels: int = 2) -> Window:
     """Voxels that some view's aperture reaches (their bounding box plus a margin), in whole cells
     aligned with those of `whole_grid`.
@@ -126,27 +156,40 @@ def beam_window(grid: Grid, beam: Beam, cell: tuple[int, int, int], margin_voxel
     Voxel centres are tested on a lattice of every second voxel; the margin covers the
     voxels between. With a traced beam the whole grid is used.
     """
-    if not is_concrete(beam.focal_mm, beam.axes, beam.tan_half, beam.aperture_center):
+    if not _concrete_beam(beam):
         return whole_grid(grid, cell)
-    axes = [o + d * np.arange(0, n, 2) for o, d, n in zip(grid.origin_mm, grid.spacing_mm, grid.shape)]
-    pts = np.stack(np.meshgrid(*axes, indexing="ij"), axis=-1).reshape(-1, 3)
-    hit = np.zeros(len(pts), bool)
-    half = np.asarray(beam.tan_half, np.float64)
-    centre = np.asarray(beam.aperture_center, np.float64)
-    for f, (c, u, w) in zip(np.asarray(beam.focal_mm, np.float64), np.asarray(beam.axes, np.float64)):
-        rel = pts - f
-        depth = rel @ c
-        ok = depth > 0
-        safe = np.where(ok, depth, 1.0)
-        t = np.stack([rel @ u, rel @ w], axis=-1) / safe[:, None]
-        hit |= ok & np.all(np.abs(t - centre) <= half + 1e-9, axis=-1)
+    idx, hit = _view_hits(grid, beam)
+    hit = hit.any(axis=0)
     if not hit.any():
         raise ValueError("the source's field does not reach the phantom grid")
-    idx = np.stack(np.meshgrid(*[np.arange(0, n, 2) for n in grid.shape], indexing="ij"), -1).reshape(-1, 3)[hit]
+    idx = idx[hit]
     lo = np.maximum(idx.min(axis=0) - margin_voxels, 0) // cell * cell  # cells aligned with the whole grid's
     hi = np.minimum(idx.max(axis=0) + margin_voxels + 1, grid.shape)
     stop = [a + math.ceil((b - a) / c) * c for a, b, c in zip(lo, hi, cell)]
     return Window(tuple(int(a) for a in lo), tuple(int(b) for b in stop), cell)
+
+
+def view_slabs(grid: Grid, beam: Beam, window: Window, margin_voxels: int = 2) -> tuple[int, np.ndarray]:
+    """The z-slab of `window` that each view's aperture reaches, in whole cells of equal count.
+
+    A helical scan's views each cover a few centimetres of a long window; computing each
+    view on its slab only costs the slab's voxels, not the window's.
+
+    Returns:
+        (cells per slab, first cell of each view's slab within the window, shape (views,)).
+        A traced beam gets the whole window for every view.
+    """
+    cells_z, cz = window.cells[0], window.cell[0]
+    if not _concrete_beam(beam):
+        return cells_z, np.zeros(beam.num_views, np.int32)
+    idx, hits = _view_hits(grid, beam)
+    first, last = np.zeros(beam.num_views, int), np.zeros(beam.num_views, int)
+    for v, hit in enumerate(hits):
+        z = idx[hit, 0] - window.start[0] if hit.any() else np.zeros(1, int)
+        first[v] = max(z.min() - margin_voxels, 0) // cz
+        last[v] = min(z.max() + margin_voxels, window.shape[0] - 1) // cz
+    size = int(np.max(last - first)) + 1
+    return size, np.minimum(first, cells_z - size).astype(np.int32)
 
 
 def bev_shape(grid: Grid, window: Window, beam: Beam, step_mm: float) -> tuple[int, int, int]:

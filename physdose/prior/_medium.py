@@ -43,16 +43,21 @@ class AttenuationBasis(eqx.Module):
     max_rel_error: float = eqx.field(static=True)
 
     @classmethod
-    def from_table(cls, table: MaterialTable, *, rtol: float = 3e-3) -> "AttenuationBasis":
-        """Smallest rank whose rebuilt mu is within `rtol` of every tabulated value (5-150 keV).
+    def from_table(cls, table: MaterialTable, *, rtol: float = 3e-3, scattering: bool = False) -> "AttenuationBasis":
+        """Smallest rank whose rebuilt coefficients are within `rtol` of every tabulated value (5-150 keV).
 
-        The SVD runs on rows scaled to unit norm, so light and heavy materials are rebuilt
-        to the same relative accuracy. A traced table (e.g. under vmap) keeps one basis
-        function per material, which is exact.
+        The coefficients are the total mass attenuation coefficients, or with `scattering`
+        the scattering ones (incoherent + coherent). The SVD runs on rows scaled to unit
+        norm, so light and heavy materials are rebuilt to the same relative accuracy. A
+        traced table (e.g. under vmap) keeps one basis function per material, which is exact.
         """
         e = ENERGY_NODES_KEV[ENERGY_NODES_KEV >= BASIS_MIN_KEV]
-        m = jnp.arange(len(table))
-        mu = table.mu_cm2_g(m[:, None], jnp.asarray(e, table.log_incoherent.dtype)[None])
+        m = jnp.arange(len(table))[:, None]
+        e_j = jnp.asarray(e, table.log_incoherent.dtype)[None]
+        if scattering:
+            mu = table.incoherent_cm2_g(m, e_j) + table.coherent_cm2_g(m, e_j)
+        else:
+            mu = table.mu_cm2_g(m, e_j)
         log_e = jnp.log(jnp.asarray(e, mu.dtype))
         if not is_concrete(mu):
             return cls(jnp.eye(len(table), dtype=mu.dtype), log_e, mu, 0.0)
@@ -107,17 +112,6 @@ class Composition(eqx.Module):
         if self.fractions is None:
             return per_material[self.material_ids]
         return jnp.tensordot(self.fractions, per_material, axes=1)
-
-    def mix_at(self, fn, e_kev: Float[Array, "*v e"]) -> Float[Array, "*v e"]:
-        """sum_m f_m fn(m, E) with energies per voxel; `fn(ids, e)` is a MaterialTable method."""
-        extra = (1,) * (e_kev.ndim - self.density_g_cm3.ndim)
-        if self.fractions is None:
-            return fn(self.material_ids.reshape(self.material_ids.shape + extra), e_kev)
-        out = 0.0
-        for i in range(self.fractions.shape[-1]):
-            f = self.fractions[..., i].reshape(self.fractions.shape[:-1] + extra)
-            out = out + f * fn(jnp.full(e_kev.shape, i), e_kev)
-        return out
 
     def at(self, index: Int[Array, "n 3"]) -> "Composition":
         """The composition of the voxels at integer `index` (z, y, x), shape (n,)."""
@@ -190,11 +184,25 @@ class ScatterData(eqx.Module):
         return jnp.exp(interp(self.log_sigma_s)), interp(self.c1), interp(self.c2), interp(self.mean_energy_ratio)
 
 
+SHIELD_MU_CM2_G = 1.0
+"""Mass attenuation coefficient at 60 keV (cm^2/g) above which a material counts as shielding:
+lead 5.0, tungsten 3.7, iodine 6.6; cortical bone 0.3, soft tissue 0.2."""
+
+
 class MediumData(eqx.Module):
-    """Everything the prior derives from a material table (see `medium_data`)."""
+    """Everything the prior derives from a material table (see `medium_data`).
+
+    Attributes:
+        basis: the attenuation basis (total mass attenuation coefficients).
+        scattering_basis: the same for the scattering coefficients (incoherent + coherent).
+        scatter: the first-scatter data.
+        shielding: whether some material attenuates like a shield (`SHIELD_MU_CM2_G`).
+    """
 
     basis: AttenuationBasis
+    scattering_basis: AttenuationBasis
     scatter: ScatterData
+    shielding: bool = eqx.field(static=True)
 
 
 @functools.lru_cache(maxsize=32)
@@ -207,4 +215,10 @@ def medium_data(materials: tuple, dtype_name: str) -> MediumData:
     with jax.ensure_compile_time_eval():
         table = MaterialTable.from_materials(materials)
         table = jax.tree.map(lambda a: a.astype(dtype_name) if jnp.issubdtype(a.dtype, jnp.floating) else a, table)
-        return MediumData(AttenuationBasis.from_table(table), jax.jit(ScatterData.from_table)(table))
+        mu_60 = table.mu_cm2_g(jnp.arange(len(table)), jnp.full(len(table), 60.0, dtype_name))
+        return MediumData(
+            AttenuationBasis.from_table(table),
+            AttenuationBasis.from_table(table, scattering=True),
+            jax.jit(ScatterData.from_table)(table),
+            bool(jnp.max(mu_60) > SHIELD_MU_CM2_G),
+        )

@@ -26,11 +26,12 @@ from ._geometry import (
     cell_voxels,
     group_spectrum,
     sample_views,
+    view_slabs,
     whole_grid,
 )
 from ._medium import AttenuationBasis, Composition, basis_density, medium_data
-from ._primary import line_integrals, outside_path_mm, trilinear
-from ._scatter import scattered_fluence, self_distance2_mm2
+from ._primary import line_integrals, outside_path_mm, resample_linear
+from ._scatter import last_leg_tau, scattered_fluence, self_distance2_mm2
 
 NEGLIGIBLE = 1e-15
 """Scattered photons per source photon below which a source or group counts as empty (mean
@@ -49,6 +50,9 @@ class PriorParams(eqx.Module):
         log_scale: ln of the scatter scale kappa(E).
         log_buildup_a: ln of the Berger coefficient a(E).
         buildup_b: the Berger exponent b(E) (capped at 0.9 so B exp(-tau) decays).
+
+    The build-up factor counts the scattering optical depth of a path (see
+    `physdose.prior._scatter`).
     """
 
     log_scale: Float[Array, " 2"] = eqx.field(default=(0.0, 0.0), converter=jnp.asarray)
@@ -60,15 +64,18 @@ class PriorParams(eqx.Module):
             if getattr(self, name).shape != (2,):
                 raise ValueError(f"{name} must have shape (2,), got {getattr(self, name).shape}")
 
-    def attenuation(self, tau: Array, energy_kev: Array) -> Array:
-        """kappa(E) B(tau, E) exp(-tau) = kappa (exp(-tau) + a tau exp(-(1 - b) tau)), elementwise."""
+    def attenuation(self, tau: Array, tau_s: Array, energy_kev: Array) -> Array:
+        """kappa(E) B(tau_s, E) exp(-tau) = kappa exp(-tau) (1 + a tau_s exp(b tau_s)), elementwise.
+
+        tau is the path's total optical depth, tau_s its scattering part (<= tau).
+        """
         x = jnp.log(jnp.maximum(energy_kev, 1.0) / REFERENCE_ENERGY_KEV)
 
         def at(p):
             return p[0] + p[1] * x
 
         b = jnp.minimum(at(self.buildup_b), 0.9)
-        buildup = jnp.exp(at(self.log_buildup_a)) * tau * jnp.exp(-(1.0 - b) * tau)
+        buildup = jnp.exp(at(self.log_buildup_a)) * tau_s * jnp.exp(b * tau_s - tau)
         return jnp.exp(at(self.log_scale)) * (jnp.exp(-tau) + buildup)
 
 
@@ -115,24 +122,28 @@ class Scene(eqx.Module):
         grid: the phantom grid.
         composition: the phantom's matter.
         table: the phantom's cross sections.
-        basis: attenuation basis of the phantom's materials.
+        basis, scattering_basis: attenuation and scattering bases of the phantom's materials.
         primary: primary dose per source photon (Gy), shape (z, y, x).
-        coarse_grid, coarse_mu: coarse cells and their basis densities (1/cm), for the
-            attenuation of scattered photons.
+        coarse_grid, coarse_mu, coarse_sigma: coarse cells and their attenuation and
+            scattering basis densities (1/cm), for the paths of scattered photons.
         source_mm: scatter source positions (emission centroids), shape (s, 3).
         n0, n1, q: angular moments of the scattered photons per source and group.
         scattered_kev: mean scattered photon energy per source and group, shape (s, g).
         r0_2: self-distance squared of each source (mm^2), from the spread of its emission.
         path_samples: attenuation samples per scattered path.
+        last_leg_mm: final stretch of the scattered paths attenuated on the fine grid (mm;
+            0: none), see `physdose.prior._scatter`.
     """
 
     grid: Grid
     composition: Composition
     table: MaterialTable
     basis: AttenuationBasis
+    scattering_basis: AttenuationBasis
     primary: Float[Array, "z y x"]
     coarse_grid: Grid
     coarse_mu: Float[Array, "cz cy cx k"]
+    coarse_sigma: Float[Array, "cz cy cx j"]
     source_mm: Float[Array, "s 3"]
     n0: Float[Array, "s g"]
     n1: Float[Array, "s g 3"]
@@ -140,11 +151,13 @@ class Scene(eqx.Module):
     scattered_kev: Float[Array, "s g"]
     r0_2: Float[Array, " s"]
     path_samples: int = eqx.field(static=True)
+    last_leg_mm: float = eqx.field(static=True, default=0.0)
 
-    def _fluence(self, params: PriorParams, targets_mm: Array) -> tuple[Array, Array]:
+    def _fluence(self, params: PriorParams, targets_mm: Array) -> tuple[Array, Array, Array]:
         return scattered_fluence(
             self.coarse_grid,
             self.coarse_mu,
+            self.coarse_sigma,
             targets_mm,
             self.source_mm,
             self.n0,
@@ -152,27 +165,79 @@ class Scene(eqx.Module):
             self.q,
             self.scattered_kev,
             self.basis.at,
+            self.scattering_basis.at,
             params.attenuation,
             self.r0_2,
             self.path_samples,
         )
 
+    def _group_kev(self) -> Float[Array, " g"]:
+        """Mean scattered photon energy of each group over all sources (keV), shape (g,)."""
+        total = jnp.sum(self.n0, axis=0)
+        mean = jnp.sum(self.n0 * self.scattered_kev, axis=0) / jnp.where(total > NEGLIGIBLE, total, 1.0)
+        return jnp.where(total > NEGLIGIBLE, mean, jnp.max(self.scattered_kev, axis=0))
+
     def _kerma(self, phi: Array, psi: Array, composition: Composition) -> Array:
-        """Dose (Gy) from scattered fluence and energy fluence per group, shape (*v, g) -> (*v,)."""
+        """Dose (Gy) from scattered fluence and energy fluence per group, shape (*v, g) -> (*v,).
+
+        mu_en at each voxel's mean energy psi / phi is taken log-log linear about the group's
+        mean energy E_g (value and slope of the tables at E_g): a few operations per voxel
+        instead of a table search, exact within the table's segment around E_g.
+        """
+        e_g = self._group_kev()
+        m = jnp.arange(len(self.table))[:, None]
+        mu, dmu = jax.jvp(lambda e: self.table.mu_en_cm2_g(m, e), (e_g[None],), (e_g[None],))  # (m, g): mu, E dmu/dE
+        log_mu, slope = jnp.log(mu), dmu / mu
         ok = (phi > 0) & (psi > 0)  # mean energy as exp(log psi - log phi): no phi^2 in its gradient
-        log_ratio = jnp.log(jnp.where(ok, psi, 1.0)) - jnp.log(jnp.where(ok, phi, 1.0))
-        mean_e = jnp.where(ok, jnp.exp(log_ratio), REFERENCE_ENERGY_KEV)
-        return jnp.sum(kerma_gy(phi, mean_e, composition.mix_at(self.table.mu_en_cm2_g, mean_e)), axis=-1)
+        log_e_g = jnp.log(e_g).reshape((1,) * (phi.ndim - 1) + (-1,))
+        x = jnp.where(ok, jnp.log(jnp.where(ok, psi, 1.0)) - jnp.log(jnp.where(ok, phi, 1.0)) - log_e_g, 0.0)
+        if composition.fractions is None:
+            ids = composition.material_ids
+            mu_en = jnp.exp(log_mu[ids] + slope[ids] * x)
+        else:
+            lead = (1,) * (x.ndim - 1)
+            per_material = jnp.exp(
+                log_mu.reshape(lead + log_mu.shape) + slope.reshape(lead + slope.shape) * x[..., None, :]
+            )
+            mu_en = jnp.einsum("...m,...mg->...g", composition.fractions, per_material)
+        return jnp.sum(kerma_gy(psi, 1.0, mu_en), axis=-1)
+
+    def _last_leg(self, grid: Grid, density: Array, points_mm: Array, toward: Array) -> Array:
+        """Optical depth per group of the last leg ending at each point, arriving along `toward`, (*b, g)."""
+        scale = jnp.max(jnp.abs(toward), axis=-1, keepdims=True)  # no underflow in |toward|^2
+        unit = toward / jnp.where(scale > 0, scale, 1.0)
+        norm = jnp.sqrt(jnp.maximum(jnp.sum(unit**2, axis=-1, keepdims=True), 1e-12))
+        direction = jnp.where(
+            scale > 0, unit / norm, jnp.broadcast_to(jnp.asarray([0.0, 0.0, 1.0], unit.dtype), unit.shape)
+        )
+        tau = last_leg_tau(grid, density, points_mm, direction, self.last_leg_mm)
+        return jnp.minimum(tau @ self.basis.at(self._group_kev()).T, 50.0)
+
+    def _at_cells(self, params: PriorParams, cells_mm: Array) -> Array:
+        """Scattered (phi, psi) per group, carried back over the last leg, and the arrival
+        direction, at coarse cell centres: shape (c, 2 g + 3)."""
+        phi, psi, toward = self._fluence(params, cells_mm)
+        if self.last_leg_mm > 0:
+            lift = jnp.exp(self._last_leg(self.coarse_grid, self.coarse_mu, cells_mm, toward))
+            phi, psi = phi * lift, psi * lift
+        return jnp.concatenate([phi, psi, toward], axis=-1)
+
+    def _at_voxels(self, values: Array, points_mm: Array, composition: Composition) -> Array:
+        """Scattered dose (Gy) at voxels from interpolated `_at_cells` values, (*v, 2 g + 3) -> (*v,)."""
+        g = (values.shape[-1] - 3) // 2
+        phi, psi, toward = values[..., :g], values[..., g : 2 * g], values[..., 2 * g :]
+        if self.last_leg_mm > 0:
+            fine = basis_density(self.composition, self.basis)
+            drop = jnp.exp(-self._last_leg(self.grid, fine, points_mm, toward))
+            phi, psi = phi * drop, psi * drop
+        return self._kerma(phi, psi, composition)
 
     def dose(self, params: PriorParams) -> PriorDose:
         """Primary and scattered dose on the whole grid; scattered fluence is computed per
         coarse cell and interpolated trilinearly to the voxels (each with its own mu_en)."""
-        phi, psi = self._fluence(params, self.coarse_grid.voxel_centers_mm().reshape(-1, 3))
-        g = phi.shape[-1]
-        lattice = jnp.concatenate([phi, psi], -1).reshape(self.coarse_grid.shape + (2 * g,))
-        fine = self.coarse_grid.to_index(self.grid.voxel_centers_mm())
-        both = trilinear(lattice, fine, outside_zero=False)
-        scatter = self._kerma(both[..., :g], both[..., g:], self.composition)
+        cells = self._at_cells(params, self.coarse_grid.voxel_centers_mm().reshape(-1, 3))
+        values = resample_linear(cells.reshape(self.coarse_grid.shape + (-1,)), self.coarse_grid, self.grid)
+        scatter = self._at_voxels(values, self.grid.voxel_centers_mm(), self.composition)
         return PriorDose(self.primary, scatter, self.primary + scatter)
 
     def dose_at(self, params: PriorParams, index) -> PriorDose:
@@ -181,12 +246,12 @@ class Scene(eqx.Module):
         Computes the scattered fluence only at the coarse cells the voxels interpolate from.
         """
         index = np.asarray(index, np.int64).reshape(-1, 3)
-        cells, corner, weight = _corners(self.coarse_grid, _world(self.grid, index))
-        phi, psi = self._fluence(params, jnp.asarray(_world(self.coarse_grid, cells), self.primary.dtype))
-        w = jnp.asarray(weight, self.primary.dtype)[..., None]
-        phi, psi = jnp.sum(w * phi[corner], axis=1), jnp.sum(w * psi[corner], axis=1)
+        points = _world(self.grid, index)
+        cells, corner, weight = _corners(self.coarse_grid, points)
+        values = self._at_cells(params, jnp.asarray(_world(self.coarse_grid, cells), self.primary.dtype))
+        values = jnp.sum(jnp.asarray(weight, self.primary.dtype)[..., None] * values[corner], axis=1)
         idx = jnp.asarray(index, jnp.int32)
-        scatter = self._kerma(phi, psi, self.composition.at(idx))
+        scatter = self._at_voxels(values, jnp.asarray(points, self.primary.dtype), self.composition.at(idx))
         primary = self.primary[idx[:, 0], idx[:, 1], idx[:, 2]]
         return PriorDose(primary, scatter, primary + scatter)
 
@@ -263,6 +328,7 @@ def prepare(
     cell_mm: float = 32.0,
     n_sources: int = 256,
     path_samples: int = 16,
+    last_leg_mm: float | None = None,
     world_medium: str | None = "air",
 ) -> Scene:
     """The parameter-independent part of the prior: primary dose and scatter sources.
@@ -279,6 +345,10 @@ def prepare(
         n_sources: scatter sources: the cells that scatter most, each also carrying the
             emission of the other cells nearest to it (nothing is dropped).
         path_samples: attenuation samples along each scattered path.
+        last_leg_mm: final stretch of each scattered path attenuated on the fine grid, so
+            shields thinner than a cell (lead aprons, collars) are not smeared out (mm; 0:
+            none; default: one cell when the phantom holds a shielding material, see
+            `physdose.prior._medium.SHIELD_MU_CM2_G`, else 0).
         world_medium: material between the focal spot and the grid (None: vacuum).
     """
     with jax.ensure_compile_time_eval():  # a source closed over by jit keeps a concrete beam, hence a tight layout
@@ -294,6 +364,8 @@ def prepare(
     step_mm = min(grid.spacing_mm) if step_mm is None else step_mm
     for name, value in (("step_mm", step_mm), ("group_kev", group_kev), ("cell_mm", cell_mm)):
         check_positive(name, value)
+    if last_leg_mm is not None and not (isinstance(last_leg_mm, int | float) and 0 <= last_leg_mm < math.inf):
+        raise ValueError(f"last_leg_mm must be a finite number >= 0 or None, got {last_leg_mm!r}")
     for name, value in (("max_views", max_views), ("n_sources", n_sources), ("path_samples", path_samples)):
         if not isinstance(value, int) or value < 1:
             raise ValueError(f"{name} must be a positive int, got {value!r}")
@@ -317,49 +389,69 @@ def prepare(
     per_material = jnp.stack(
         [table.mu_en_cm2_g(m[:, None], energy[None]), sigma_s, sigma_s * c1, sigma_s * c2, sigma_s * ratio], -1
     )  # (m, g, 5)
-    local = _take(composition, window).mix(per_material).reshape(-1, g, 5)
+    local = _take(composition, window).mix(per_material)  # (wz, wy, wx, g, 5)
     mu_en = local[..., 0]  # cm^2/g
-    rho = window.take(composition.density_g_cm3).reshape(-1)
-    # photons scattered per unit fluence: [n0, c1 n0, c2 n0, (E'/E) n0], shape (n, g, 4)
-    scattering = local[..., 1:] * (rho * 0.1 * grid.voxel_volume_mm3)[:, None, None]
-    points = window.centers_mm(grid).reshape(-1, 3)
-    cell_points = (_pool(points.reshape(window.shape + (3,)), cell) / math.prod(cell)).reshape(-1, 3)
+    rho = window.take(composition.density_g_cm3)
+    # photons scattered per unit fluence: [n0, c1 n0, c2 n0, (E'/E) n0], shape (wz, wy, wx, g, 4)
+    scattering = local[..., 1:] * (rho * 0.1 * grid.voxel_volume_mm3)[..., None, None]
+    points = window.centers_mm(grid)  # (wz, wy, wx, 3)
+    cell_points = _pool(points, cell) / math.prod(cell)  # (cz, cy, cx, 3)
     mu_medium = _medium_mu_per_mm(world_medium, energy)
+    slab_cells, slab_starts = view_slabs(grid, beam, window)
+    slab = slab_cells * cell[0]  # voxels
 
-    def one_view(carry, v):
-        dose_p, n0, n1, q, n_ratio, weighted_pos = carry
+    def one_view(carry, view):
+        v, first_cell = view
+        z0 = first_cell * cell[0]
+        pts, mu_en_v, scattering_v = (
+            jax.lax.dynamic_slice_in_dim(a, z0, slab, axis=0).reshape((-1,) + a.shape[3:])
+            for a in (points, mu_en, scattering)
+        )
         f = beam.focal_mm[v]
         lo, hi = beam.aperture_center - beam.tan_half, beam.aperture_center + beam.tan_half
-        tau = line_integrals(grid, rho_basis, f, beam.axes[v], lo, hi, points, bev, step_mm) @ basis_e.T
-        tau = tau + outside_path_mm(grid, f, points)[:, None] * mu_medium[None]
-        rel = points - f[None]
+        tau = line_integrals(grid, rho_basis, f, beam.axes[v], lo, hi, pts, bev, step_mm) @ basis_e.T
+        tau = tau + outside_path_mm(grid, f, pts)[:, None] * mu_medium[None]
+        rel = pts - f[None]
         dist2 = jnp.sum(rel**2, axis=-1)
         safe2 = jnp.where(dist2 > 0, dist2, 1.0)
         direction = rel / jnp.sqrt(safe2)[:, None]
         fluence = beam.photons_per_sr(v, direction) / safe2[:, None] * jnp.exp(-tau)  # (n, g) 1/mm^2
-        dose_p = dose_p + jnp.sum(kerma_gy(fluence, energy[None], mu_en), axis=-1)
-        emitted = fluence[..., None] * scattering
+        dose_v = jnp.sum(kerma_gy(fluence, energy[None], mu_en_v), axis=-1)
+        emitted = fluence[..., None] * scattering_v
         total = jnp.sum(emitted[..., 0], axis=1)
-        position = jnp.concatenate([points, jnp.sum(points**2, axis=-1, keepdims=True)], -1)  # (x, |x|^2)
+        position = jnp.concatenate([pts, jnp.sum(pts**2, axis=-1, keepdims=True)], -1)  # (x, |x|^2)
         pooled = _pool(
-            jnp.concatenate([emitted.reshape(-1, 4 * g), total[:, None] * position], -1).reshape(window.shape + (-1,)),
+            jnp.concatenate([emitted.reshape(-1, 4 * g), total[:, None] * position], -1).reshape(
+                (slab,) + window.shape[1:] + (-1,)
+            ),
             cell,
-        ).reshape(-1, 4 * g + 4)
-        emitted, weighted = pooled[:, : 4 * g].reshape(-1, g, 4), pooled[:, 4 * g :]
-        d = cell_points - f[None]
+        )  # (slab cells, cy, cx, 4 g + 4)
+        emitted, weighted = pooled[..., : 4 * g].reshape(pooled.shape[:3] + (g, 4)), pooled[..., 4 * g :]
+        d = jax.lax.dynamic_slice_in_dim(cell_points, first_cell, slab_cells, axis=0) - f[None, None, None]
         d = d / jnp.linalg.norm(d, axis=-1, keepdims=True)
-        outer = 1.5 * d[:, :, None] * d[:, None, :] - 0.5 * jnp.eye(3, dtype=d.dtype)[None]
-        n0 = n0 + emitted[..., 0]
-        n1 = n1 + emitted[..., 1, None] * d[:, None, :]
-        q = q + emitted[..., 2, None, None] * outer[:, None]
-        return (dose_p, n0, n1, q, n_ratio + emitted[..., 3], weighted_pos + weighted), None
+        outer = 1.5 * d[..., :, None] * d[..., None, :] - 0.5 * jnp.eye(3, dtype=d.dtype)[None, None, None]
+        updates = (
+            dose_v.reshape((slab,) + window.shape[1:]),
+            emitted[..., 0],
+            emitted[..., 1, None] * d[..., None, :],
+            emitted[..., 2, None, None] * outer[..., None, :, :],
+            emitted[..., 3],
+            weighted,
+        )
+        starts = (z0,) + (first_cell,) * 5
+        return tuple(_add_slab(a, u, i) for a, u, i in zip(carry, updates, starts)), None
 
-    c = cell_points.shape[0]
+    cells = cell_points.shape[:3]
     init = tuple(
-        jnp.zeros(shape, dtype) for shape in ((points.shape[0],), (c, g), (c, g, 3), (c, g, 3, 3), (c, g), (c, 4))
+        jnp.zeros(shape, dtype)
+        for shape in (window.shape, cells + (g,), cells + (g, 3), cells + (g, 3, 3), cells + (g,), cells + (4,))
     )
-    carry, _ = jax.lax.scan(one_view, init, jnp.arange(beam.num_views))
+    views = (jnp.arange(beam.num_views), jnp.asarray(slab_starts))
+    carry, _ = jax.lax.scan(one_view, init, views)
     dose_p, n0, n1, q, n_ratio, weighted_pos = carry
+    c = math.prod(cells)
+    n0, n1, q, n_ratio, weighted_pos = (a.reshape((c,) + a.shape[3:]) for a in (n0, n1, q, n_ratio, weighted_pos))
+    cell_points = cell_points.reshape(-1, 3)
 
     # keep the n_sources strongest cells; every other cell's emission joins its nearest kept cell
     strength = jnp.sum(n0, axis=1)
@@ -383,14 +475,19 @@ def prepare(
     scattered_kev = energy[None] * jnp.where(n0 > NEGLIGIBLE, n_ratio / jnp.where(n0 > NEGLIGIBLE, n0, 1.0), 1.0)
 
     target = whole_grid(grid, cell)
+    coarse_grid = _coarse_grid(grid, target)
+    if last_leg_mm is None:
+        last_leg_mm = max(coarse_grid.spacing_mm) if data.shielding else 0.0
     return Scene(
         grid=grid,
         composition=composition,
         table=table,
         basis=data.basis,
-        primary=window.put(dose_p.reshape(window.shape), grid),
-        coarse_grid=_coarse_grid(grid, target),
+        scattering_basis=data.scattering_basis,
+        primary=window.put(dose_p, grid),
+        coarse_grid=coarse_grid,
         coarse_mu=_pool(target.take(rho_basis), cell) / math.prod(cell),
+        coarse_sigma=_pool(target.take(basis_density(composition, data.scattering_basis)), cell) / math.prod(cell),
         source_mm=source_mm,
         n0=n0,
         n1=n1,
@@ -398,6 +495,7 @@ def prepare(
         scattered_kev=scattered_kev,
         r0_2=self_distance2_mm2(spread + voxel_spread),
         path_samples=path_samples,
+        last_leg_mm=float(last_leg_mm),
     )
 
 
@@ -407,6 +505,12 @@ def _take(composition: Composition, window: Window) -> Composition:
         None if composition.material_ids is None else window.take(composition.material_ids),
         None if composition.fractions is None else window.take(composition.fractions),
     )
+
+
+def _add_slab(total: Array, slab: Array, start) -> Array:
+    """`total` with `slab` added to its rows [start, start + len(slab)) along the first axis."""
+    rows = jax.lax.dynamic_slice_in_dim(total, start, slab.shape[0], axis=0)
+    return jax.lax.dynamic_update_slice_in_dim(total, rows + slab, start, axis=0)
 
 
 def _pool(volume: Array, cell: tuple[int, int, int]) -> Array:

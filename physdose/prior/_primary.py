@@ -10,16 +10,25 @@ ray step, and the error falls with it (tested).
 """
 
 import jax.numpy as jnp
+import numpy as np
 from jaxtyping import Array, Float
 
 from ..geometry._grid import Grid
 
+STACKED_MAX_BYTES = 2**30
+"""Largest table of cell corners `trilinear(stacked=True)` builds; a bigger volume is read corner by corner."""
 
-def trilinear(volume: Float[Array, "z y x k"], index: Float[Array, "*b 3"], *, outside_zero: bool) -> Array:
+
+def trilinear(
+    volume: Float[Array, "z y x k"], index: Float[Array, "*b 3"], *, outside_zero: bool, stacked: bool = False
+) -> Array:
     """Trilinear interpolation of the rows of `volume` at continuous voxel indices, shape (*b, k).
 
     `outside_zero`: beyond the outer voxel centres the volume fades to 0 over one voxel
     (matter ends at the grid); otherwise indices are clamped to the grid.
+    `stacked`: read each cell's eight corners in one gather from a table of them (eight
+    times the volume's memory, so only up to `STACKED_MAX_BYTES`; about twice as fast for
+    a volume read many times).
     """
     if outside_zero:
         volume = jnp.pad(volume, ((1, 1), (1, 1), (1, 1), (0, 0)))
@@ -31,13 +40,44 @@ def trilinear(volume: Float[Array, "z y x k"], index: Float[Array, "*b 3"], *, o
     i0 = jnp.minimum(jnp.floor(i), n - 2.0)
     t = i - i0
     i0 = i0.astype(jnp.int32)
+    corners = [(dz, dy, dx) for dz in (0, 1) for dy in (0, 1) for dx in (0, 1)]
+    weights = [
+        (t[..., 0] if dz else 1.0 - t[..., 0])
+        * (t[..., 1] if dy else 1.0 - t[..., 1])
+        * (t[..., 2] if dx else 1.0 - t[..., 2])
+        for dz, dy, dx in corners
+    ]
+    if stacked and 8 * volume.size * volume.dtype.itemsize <= STACKED_MAX_BYTES:
+        z, y, x = volume.shape[:3]
+        table = jnp.stack([volume[dz : z - 1 + dz, dy : y - 1 + dy, dx : x - 1 + dx] for dz, dy, dx in corners], -2)
+        values = table[i0[..., 0], i0[..., 1], i0[..., 2]]  # (*b, 8, k)
+        return jnp.einsum("...c,...ck->...k", jnp.stack(weights, -1), values)
     out = 0.0
-    for dz in (0, 1):
-        for dy in (0, 1):
-            for dx in (0, 1):
-                weight = (t[..., 0] if dz else 1.0 - t[..., 0]) * (t[..., 1] if dy else 1.0 - t[..., 1])
-                weight = weight * (t[..., 2] if dx else 1.0 - t[..., 2])
-                out = out + weight[..., None] * volume[i0[..., 0] + dz, i0[..., 1] + dy, i0[..., 2] + dx]
+    for (dz, dy, dx), weight in zip(corners, weights):
+        out = out + weight[..., None] * volume[i0[..., 0] + dz, i0[..., 1] + dy, i0[..., 2] + dx]
+    return out
+
+
+def resample_linear(volume: Float[Array, "cz cy cx k"], source: Grid, target: Grid) -> Float[Array, "z y x k"]:
+    """`trilinear(volume, source.to_index(target voxel centres), outside_zero=False)`, one axis at a time.
+
+    On axis-aligned lattices trilinear interpolation separates into three 1-D linear
+    interpolations; each reads two neighbouring slabs, so the cost is a few passes over
+    the output instead of eight gathers per voxel and channel.
+    """
+    out = volume
+    for axis in range(3):
+        n = source.shape[axis]
+        i = target.origin_mm[axis] + target.spacing_mm[axis] * np.arange(target.shape[axis]) - source.origin_mm[axis]
+        i = np.clip(i / source.spacing_mm[axis], 0.0, n - 1.0)
+        i0 = np.clip(np.floor(i), 0, max(n - 2, 0)).astype(np.int32)
+        t = (i - i0 if n > 1 else np.zeros_like(i)).astype(out.dtype)
+        shape = [1] * out.ndim
+        shape[axis] = -1
+        t = jnp.asarray(t).reshape(shape)
+        lower = jnp.take(out, i0, axis=axis)
+        upper = jnp.take(out, np.minimum(i0 + 1, n - 1), axis=axis)
+        out = lower + t * (upper - lower)
     return out
 
 
@@ -89,7 +129,7 @@ def line_integrals(
     b = ab_lo[1] + da[1] * jnp.arange(n_b, dtype=targets_mm.dtype)
     ray = c[None, None] + a[:, None, None] * u[None, None] + b[None, :, None] * w[None, None]  # (a, b, 3)
     points = focal_mm[None, None, None] + r[:, None, None, None] * ray[None]  # (r, a, b, 3)
-    mu = trilinear(basis_density, grid.to_index(points), outside_zero=True)  # (r, a, b, k) 1/cm
+    mu = trilinear(basis_density, grid.to_index(points), outside_zero=True, stacked=True)  # (r, a, b, k) 1/cm
     path = jnp.sqrt(1.0 + a[:, None] ** 2 + b[None, :] ** 2)  # mm of ray per mm of depth
     steps = 0.5 * (mu[1:] + mu[:-1]) * (dr * 0.1) * path[None, :, :, None]
     tau = jnp.concatenate([jnp.zeros_like(mu[:1]), jnp.cumsum(steps, axis=0)], axis=0)
@@ -101,7 +141,7 @@ def line_integrals(
         ],
         axis=-1,
     )
-    return trilinear(tau, index, outside_zero=False)
+    return trilinear(tau, index, outside_zero=False, stacked=True)
 
 
 def outside_path_mm(grid: Grid, focal_mm: Float[Array, " 3"], targets_mm: Float[Array, "n 3"]) -> Float[Array, " n"]:

@@ -21,9 +21,21 @@ Model (a point-kernel method; Shultis & Faw, *Radiation Shielding*, 2000, ch. 8)
   grid. 1/r^2 becomes 1/(r^2 + r0^2), with r0 from the spread of the source's emission
   about its centroid, so a uniform sphere gets its exact mean self-fluence.
 * Multiple scatter. The fluence is multiplied by a Berger build-up factor
-  B(tau) = 1 + a tau exp(b tau) (Berger 1956; the form used for point-kernel build-up
+  B = 1 + a tau_s exp(b tau_s) (Berger 1956; the form used for point-kernel build-up
   in ANSI/ANS-6.4.3) and by an overall scale kappa; a, b and kappa depend smoothly on
-  the scattered energy and are the prior's calibrated parameters (`PriorParams`).
+  the scattered energy and are the prior's calibrated parameters (`PriorParams`). The
+  build-up counts the *scattering* optical depth tau_s (incoherent + coherent) of the
+  path, not the total: photons absorbed by the photoelectric effect in lead, iodine or
+  bone build nothing up, and in water the two nearly agree (as for the single-medium
+  Berger fits, which depend on mu r with mu dominated by Compton scattering).
+* Shields thinner than a cell (a lead apron, a thyroid collar). Coarse cells smear them
+  out, and interpolating fluence between cells on both sides of one leaks unshielded
+  fluence behind it. With a last leg of length L, the fluence at each cell is carried
+  back to where its paths start their last L mm (multiplied by exp(+tau) of the coarse
+  matter along that stretch, toward the mean direction of arrival), interpolated to the
+  voxels, and attenuated by the fine matter over each voxel's own last L mm. In uniform
+  matter the two factors cancel exactly; across a shield the voxel behind it sees the
+  shield at full strength.
 """
 
 import math
@@ -49,6 +61,7 @@ def self_distance2_mm2(spread_mm2: Float[Array, "*s"]) -> Float[Array, "*s"]:
 def scattered_fluence(
     coarse_grid: Grid,
     coarse_mu: Float[Array, "z y x k"],
+    coarse_sigma: Float[Array, "z y x j"],
     targets_mm: Float[Array, "t 3"],
     source_mm: Float[Array, "s 3"],
     n0: Float[Array, "s g"],
@@ -56,27 +69,31 @@ def scattered_fluence(
     q: Float[Array, "s g 3 3"],
     energy_kev: Float[Array, "s g"],
     basis_at,
+    scattering_basis_at,
     attenuation,
     r0_2: Float[Array, " s"],
     path_samples: int,
     block: int = 512,
-) -> tuple[Float[Array, "t g"], Float[Array, "t g"]]:
-    """Scattered photon fluence and energy fluence at each target (per mm^2, keV per mm^2).
+) -> tuple[Float[Array, "t g"], Float[Array, "t g"], Float[Array, "t 3"]]:
+    """Scattered photon fluence and energy fluence at each target (per mm^2, keV per mm^2), and
+    the energy-fluence-weighted sum of the unit vectors from each target toward the sources.
 
     Args:
-        coarse_grid, coarse_mu: the grid and basis densities (1/cm per unit basis) used for
-            attenuation along scattered paths.
+        coarse_grid, coarse_mu, coarse_sigma: the grid and its basis densities (1/cm per
+            unit basis) of attenuation and of scattering, along scattered paths.
         targets_mm: target points, shape (t, 3).
         source_mm: source points, shape (s, 3).
         n0, n1, q: source angular moments per energy group (photons, see module docstring).
         energy_kev: scattered photon energy per source and group, shape (s, g).
-        basis_at: energy (keV) -> basis values (..., k).
-        attenuation: (tau, energy_kev) -> kappa B(tau) exp(-tau), elementwise.
+        basis_at, scattering_basis_at: energy (keV) -> basis values (..., k) and (..., j).
+        attenuation: (tau, tau_s, energy_kev) -> kappa B(tau_s) exp(-tau), elementwise.
         r0_2: self-distance squared of each source (mm^2).
         path_samples: attenuation samples per path (midpoint rule).
         block: targets per vectorised block.
     """
-    basis = basis_at(energy_kev)  # (s, g, k)
+    basis = jnp.concatenate([basis_at(energy_kev), scattering_basis_at(energy_kev)], -1)  # (s, g, k + j)
+    k = coarse_mu.shape[-1]
+    coarse = jnp.concatenate([coarse_mu, coarse_sigma], -1)
     frac = (jnp.arange(path_samples, dtype=targets_mm.dtype) + 0.5) / path_samples
 
     def one_block(t):
@@ -85,18 +102,43 @@ def scattered_fluence(
         r = jnp.sqrt(r2 + 1e-6)
         omega = rel / r[..., None]
         points = source_mm[None, None] + frac[:, None, None, None] * rel[None]
-        mu = trilinear(coarse_mu, coarse_grid.to_index(points), outside_zero=True)  # (p, b, s, k)
+        mu = trilinear(coarse, coarse_grid.to_index(points), outside_zero=True, stacked=True)  # (p, b, s, k + j)
         tau_k = jnp.mean(mu, axis=0) * (r * 0.1)[..., None]
-        tau = jnp.einsum("bsk,sgk->bsg", tau_k, basis)
+        tau = jnp.einsum("bsk,sgk->bsg", tau_k[..., :k], basis[..., :k])
+        tau_s = jnp.einsum("bsk,sgk->bsg", tau_k[..., k:], basis[..., k:])
         angular = n0[None] + 3.0 * jnp.einsum("bsi,sgi->bsg", omega, n1)
         angular = angular + 5.0 * jnp.einsum("bsi,sgij,bsj->bsg", omega, q, omega)
         angular = jnp.maximum(angular, 0.0) / (4.0 * math.pi)
-        kernel = angular * attenuation(tau, energy_kev[None]) / (r2 + r0_2[None])[..., None]
-        return jnp.sum(kernel, axis=1), jnp.sum(kernel * energy_kev[None], axis=1)
+        kernel = angular * attenuation(tau, tau_s, energy_kev[None]) / (r2 + r0_2[None])[..., None]
+        energy = kernel * energy_kev[None]
+        toward = -jnp.einsum("bs,bsi->bi", jnp.sum(energy, axis=-1), omega)
+        return jnp.sum(kernel, axis=1), jnp.sum(energy, axis=1), toward
 
     n = targets_mm.shape[0]
     pad = -n % block
     t = jnp.pad(targets_mm, ((0, pad), (0, 0))).reshape(-1, block, 3)
-    phi, psi = jax.lax.map(one_block, t)
+    phi, psi, toward = jax.lax.map(one_block, t)
     g = n0.shape[1]
-    return phi.reshape(-1, g)[:n], psi.reshape(-1, g)[:n]
+    return phi.reshape(-1, g)[:n], psi.reshape(-1, g)[:n], toward.reshape(-1, 3)[:n]
+
+
+def last_leg_tau(
+    grid: Grid,
+    basis_density: Float[Array, "z y x k"],
+    points_mm: Float[Array, "*b 3"],
+    direction: Float[Array, "*b 3"],
+    length_mm: float,
+) -> Float[Array, "*b k"]:
+    """Integral of the basis densities (1/cm) over `length_mm` from each point along `direction`.
+
+    Midpoint rule with one sample per smallest voxel spacing of `grid` (for a trilinearly
+    interpolated field, exact along a grid axis whatever the offset: the interpolation
+    weights of points one voxel apart sum to one).
+    """
+    samples = max(2, math.ceil(length_mm / min(grid.spacing_mm)))
+    step = length_mm / samples
+    tau = 0.0
+    for j in range(samples):  # a loop, not a vmap: one (*b, k) array alive at a time
+        at = points_mm + ((j + 0.5) * step) * direction
+        tau = tau + trilinear(basis_density, grid.to_index(at), outside_zero=True)
+    return tau * (step * 0.1)

@@ -18,7 +18,6 @@ from ..geometry._grid import Grid
 from ..sources._beam import Beam
 from ..spectra._spectrum import Spectrum
 
-
 EMPTY_GROUP = 1e-12
 """Share of the spectrum's fluence below which an energy group counts as empty."""
 

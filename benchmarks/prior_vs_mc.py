@@ -80,10 +80,8 @@ def in_scan_organs(phantom, ref) -> list[str]:
 
 
 def organ_doses(dose, phantom) -> dict[str, float]:
-    labels = np.asarray(phantom.organ_labels)
-    mass = np.asarray(phantom.voxel_mass_g(), np.float64)
-    d = np.asarray(dose, np.float64)
-    return {n: float((d * mass)[labels == lab].sum() / mass[labels == lab].sum()) for n, lab in phantom.organs.items()}
+    organs = pd.dosimetry.organ_doses(jnp.asarray(dose), phantom)
+    return dict(zip(organs.names, np.asarray(organs.dose_gy, np.float64).tolist()))
 
 
 def percentiles(values) -> str:

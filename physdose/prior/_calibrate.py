@@ -15,9 +15,9 @@ from tqdm.auto import tqdm
 
 from .._atomic import atomic_path
 from .._frozen import FrozenDict
+from ..dosimetry._organ import organ_doses
 from ..mc._simulate import MCResult
 from ..phantoms._phantom import Phantom
-from ..units import KEV_TO_J
 from ._model import PriorDose, PriorParams, Scene, calibration_record, dose, prepare
 
 FORMAT = "physdose.prior/1"
@@ -186,13 +186,15 @@ def calibrate(
 
 def _reference(mc, phantom: Phantom) -> dict:
     if isinstance(mc, MCResult):
-        masses = phantom.organ_masses_g()
-        organ = {n: e * KEV_TO_J / (masses[n] * 1e-3) for n, e in mc.organ_energy_kev.items() if masses.get(n, 0) > 0}
+        organs = organ_doses(mc, phantom)
+        dose, sigma = np.asarray(organs.dose_gy), np.asarray(organs.sigma_gy)
+        with np.errstate(divide="ignore", invalid="ignore"):  # organs without dose: no usable sigma
+            rel = sigma / dose
         return {
             "dose_gy": np.asarray(mc.dose_gy),
             "rel_sigma": np.asarray(mc.rel_sigma),
-            "organ_dose_gy": organ,
-            "organ_rel_sigma": dict(mc.organ_rel_sigma),
+            "organ_dose_gy": dict(zip(organs.names, dose)),
+            "organ_rel_sigma": dict(zip(organs.names, rel)),
         }
     if not isinstance(mc, Mapping) or "dose_gy" not in mc or "rel_sigma" not in mc:
         raise TypeError("each of mc_results must be an MCResult or a mapping with 'dose_gy' and 'rel_sigma'")

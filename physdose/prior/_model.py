@@ -531,7 +531,4 @@ def _coarse_grid(grid: Grid, window: Window) -> Grid:
 
 def _medium_mu_per_mm(world_medium: str | None, energy: Array) -> Array:
     """Linear attenuation coefficient (1/mm) of the world medium at `energy`."""
-    if world_medium is None:
-        return jnp.zeros_like(energy)
-    medium = get(world_medium)
-    return medium.mu_cm2_g(energy) * medium.density_g_cm3 * 0.1
+    return jnp.zeros_like(energy) if world_medium is None else get(world_medium).mu_per_mm(energy)

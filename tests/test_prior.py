@@ -51,7 +51,7 @@ def test_slab_transmission_is_beer_lambert_and_converges_with_step():
     expected = free_air_dose(phantom, source, thickness_mm=20.0)
     behind = np.zeros(phantom.grid.shape, bool)
     behind[:, 11:, :] = True
-    behind &= expected > 0.05 * expected.max()
+    behind &= covered_fraction(phantom) == 1.0  # voxels the field edge cuts get their covered share
     errors = []
     for step in (10.0, 5.0, 2.5):
         out = pd.prior.dose(phantom, source, step_mm=step, world_medium=None, **FAST)
@@ -60,13 +60,35 @@ def test_slab_transmission_is_beer_lambert_and_converges_with_step():
     assert errors[0] > errors[1] > errors[2]
 
 
+def covered_fraction(phantom, field_mm=60.0, focal_y=-400.0):
+    """Closed form: the share of each voxel's (z, x) extent inside the `cone()` field at its depth."""
+    z, y, x = (np.asarray(a) for a in phantom.grid.axes_mm())
+    half = field_mm / 2 * (y - focal_y) / -focal_y  # field half-width at each depth (mm)
+
+    def share(c):  # (c, y)
+        lo, hi = np.maximum(-half[None], c[:, None] - H / 2), np.minimum(half[None], c[:, None] + H / 2)
+        return np.clip((hi - lo) / H, 0.0, 1.0)
+
+    return share(z)[:, :, None] * share(x).T[None]
+
+
 def test_empty_world_is_pure_inverse_square():
     phantom, source = slab(density=0.0), cone()
     phantom = eqx.tree_at(lambda p: p.material_ids, phantom, jnp.zeros_like(phantom.material_ids))  # all air
     out = pd.prior.dose(phantom, source, world_medium=None, **FAST)
+    primary = np.asarray(out.primary)
+    covered = covered_fraction(phantom)
+    inside = covered == 1.0
     expected = free_air_dose(phantom, source)
-    inside = expected > 0
-    np.testing.assert_allclose(np.asarray(out.primary)[inside], expected[inside], rtol=1e-4)
+    np.testing.assert_allclose(primary[inside], expected[inside], rtol=1e-4)
+    # a voxel the field edge cuts gets the covered share of the open-field dose (the MC's voxel average)
+    wide = cone(field=(200.0, 200.0))
+    per_sr = float(wide.beam().solid_angle_sr / source.beam().solid_angle_sr)
+    open_field = free_air_dose(phantom, wide) * per_sr  # the wide field with the narrow one's photons per sr
+    edge = (covered > 0.05) & (covered < 0.95)
+    assert edge.sum() > 100
+    np.testing.assert_allclose(primary[edge], covered[edge] * open_field[edge], rtol=0.02)
+    assert np.all(primary[covered == 0.0] < 0.06 * open_field[covered == 0.0])  # a moment-matched box's reach
     assert float(jnp.max(out.scatter)) == 0.0
     # along the central ray the inverse-square law itself: dose x r^2 is constant
     axis = np.asarray(out.primary)[N // 2, :, N // 2] * (np.asarray(phantom.grid.axes_mm()[1]) + 400.0) ** 2
@@ -321,6 +343,44 @@ def test_separable_resampling_is_trilinear_interpolation(getkey):
             np.asarray(trilinear(volume, index, outside_zero=outside_zero)),
             atol=1e-5,
         )
+
+
+def test_scatter_on_the_cell_lattice_equals_the_pointwise_transport():
+    """`Scene.dose` reads the paths of all cells separably; `dose_at` samples each path: same numbers."""
+    phantom = slab()
+    scene = eqx.filter_jit(pd.prior.prepare)(phantom, cone(field=(20.0, 20.0)), n_sources=16, cell_mm=15.0)
+    params = pd.prior.PriorParams(log_buildup_a=(0.0, 0.0), buildup_b=(0.2, 0.0))
+    cells = scene.coarse_grid.voxel_centers_mm().reshape(-1, 3)
+    for lattice, points in zip(scene._fluence(params, None), scene._fluence(params, cells)):
+        np.testing.assert_allclose(np.asarray(lattice), np.asarray(points), rtol=2e-5, atol=1e-6 * float(points.max()))
+    index = np.array([[8, 7, 8], [8, 2, 0], [0, 15, 15], [3, 6, 11]])
+    full, some = scene.dose(params), scene.dose_at(params, index)
+    np.testing.assert_allclose(np.asarray(some.scatter), np.asarray(full.scatter)[tuple(index.T)], rtol=2e-5)
+
+
+def test_axial_views_read_by_columns_equal_the_general_ray_tracing(getkey, monkeypatch):
+    """CT views (slice direction along z) take the column path; it gives the general path's primary."""
+    from physdose.prior import _model
+
+    grid = pd.Grid.centered((20, 12, 14), (4.0, 5.0, 4.5))
+    table = pd.materials.MaterialTable.from_materials(["air", "water", "cortical_bone"])
+    ids = np.asarray(jax.random.randint(getkey(), grid.shape, 0, 3))
+    rho = np.asarray(jax.random.uniform(getkey(), grid.shape, minval=0.2, maxval=2.0))
+    phantom = pd.Phantom(grid, ids, jnp.asarray(rho * (ids > 0)), table, np.zeros_like(ids), {})
+    scan = pd.sources.CTScan(
+        pd.Spectrum.monoenergetic(60.0), start_z_mm=-20.0, end_z_mm=15.0, collimation_mm=10.0,
+        views_per_rotation=8, source_isocenter_mm=150.0, fov_mm=120.0,
+    )  # fmt: skip
+    options = dict(max_views=12, cell_mm=12.0, n_sources=8, path_samples=2)
+    calls = []
+    layout = _model.axial_layout
+    monkeypatch.setattr(_model, "axial_layout", lambda *a: calls.append(layout(*a)) or calls[-1])
+    columns = np.asarray(pd.prior.prepare(phantom, scan, **options).primary)
+    assert calls[-1] is not None  # the column path was taken
+    monkeypatch.setattr(_model, "axial_layout", lambda *a: None)
+    general = np.asarray(pd.prior.prepare(phantom, scan, **options).primary)
+    assert general.max() > 0
+    np.testing.assert_allclose(columns, general, rtol=1e-4, atol=1e-6 * general.max())
 
 
 def _shielded_slab(lead: bool):

@@ -191,6 +191,42 @@ def view_slabs(grid: Grid, beam: Beam, window: Window, margin_voxels: int = 2) -
     return size, np.minimum(first, cells_z - size).astype(np.int32)
 
 
+def axial_layout(
+    grid: Grid, beam: Beam, window: Window, slab: int, first_cells: np.ndarray, step_mm: float
+) -> tuple[int, np.ndarray] | None:
+    """The z rows each view's `axial_line_integrals` reads, or None where that fast path does not apply.
+
+    It applies to a concrete beam whose views all have the slice direction w along the
+    grid's z axis (c and u in the (y, x) plane), their focal spots at least `step_mm`
+    outside the grid and within reach of their z-slab. A target's line integral then
+    passes only nodes between the focal spot's and the target's heights, widened by at
+    most `step_mm (|aperture centre w| + tan_half w + 4)` (node spacing and interpolation
+    reach): `m` voxels, and each view reads its slab widened by 2 m (padded rows).
+
+    Returns:
+        (rows read per view, first padded z row of each view, shape (views,)).
+    """
+    if not _concrete_beam(beam):
+        return None
+    axes = np.asarray(beam.axes, np.float64)
+    focal = np.asarray(beam.focal_mm, np.float64)
+    if not (np.allclose(axes[:, 2], [1.0, 0.0, 0.0], atol=1e-6) and np.allclose(axes[:, :2, 0], 0.0, atol=1e-6)):
+        return None
+    corners = _corners(*(np.asarray(b, np.float64) for b in grid.bounds_mm))
+    r0 = np.min(np.einsum("vpi,vi->vp", corners[None] - focal[:, None], axes[:, 0]), axis=1)
+    if np.any(r0 < step_mm):
+        return None
+    dz = grid.spacing_mm[0]
+    reach = step_mm * (abs(float(np.asarray(beam.aperture_center)[1])) + float(np.asarray(beam.tan_half)[1]) + 4.0)
+    m = math.ceil(reach / dz) + 2
+    lo = window.start[0] + np.asarray(first_cells) * window.cell[0]  # first z voxel of each view's slab
+    f_z = (focal[:, 0] - grid.origin_mm[0]) / dz
+    if np.any(f_z < lo - m) or np.any(f_z > lo + slab - 1 + m):
+        return None
+    rows = min(slab + 4 * m, grid.shape[0] + 2)
+    return rows, np.clip(lo + 1 - 2 * m, 0, grid.shape[0] + 2 - rows).astype(np.int32)
+
+
 def bev_shape(grid: Grid, window: Window, beam: Beam, step_mm: float) -> tuple[int, int, int]:
     """Samples (depth, fan u, slice w) of the beam's-eye-view lattice for a ray step of `step_mm`.
 

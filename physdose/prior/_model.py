@@ -21,6 +21,7 @@ from ..sources._source import AbstractSource
 from ..units import kerma_gy
 from ._geometry import (
     Window,
+    axial_layout,
     beam_window,
     bev_shape,
     cell_voxels,
@@ -30,7 +31,7 @@ from ._geometry import (
     whole_grid,
 )
 from ._medium import AttenuationBasis, Composition, basis_density, medium_data
-from ._primary import line_integrals, outside_path_mm, resample_linear
+from ._primary import axial_columns, axial_line_integrals, line_integrals, outside_path_mm, resample_linear
 from ._scatter import last_leg_tau, scattered_fluence, self_distance2_mm2
 
 NEGLIGIBLE = 1e-15
@@ -153,7 +154,7 @@ class Scene(eqx.Module):
     path_samples: int = eqx.field(static=True)
     last_leg_mm: float = eqx.field(static=True, default=0.0)
 
-    def _fluence(self, params: PriorParams, targets_mm: Array) -> tuple[Array, Array, Array]:
+    def _fluence(self, params: PriorParams, targets_mm: Array | None) -> tuple[Array, Array, Array]:
         return scattered_fluence(
             self.coarse_grid,
             self.coarse_mu,
@@ -213,11 +214,13 @@ class Scene(eqx.Module):
         tau = last_leg_tau(grid, density, points_mm, direction, self.last_leg_mm)
         return jnp.minimum(tau @ self.basis.at(self._group_kev()).T, 50.0)
 
-    def _at_cells(self, params: PriorParams, cells_mm: Array) -> Array:
+    def _at_cells(self, params: PriorParams, cells_mm: Array | None) -> Array:
         """Scattered (phi, psi) per group, carried back over the last leg, and the arrival
-        direction, at coarse cell centres: shape (c, 2 g + 3)."""
+        direction, at coarse cell centres (None: all cells): shape (c, 2 g + 3)."""
         phi, psi, toward = self._fluence(params, cells_mm)
         if self.last_leg_mm > 0:
+            if cells_mm is None:
+                cells_mm = self.coarse_grid.voxel_centers_mm().reshape(-1, 3)
             lift = jnp.exp(self._last_leg(self.coarse_grid, self.coarse_mu, cells_mm, toward))
             phi, psi = phi * lift, psi * lift
         return jnp.concatenate([phi, psi, toward], axis=-1)
@@ -235,7 +238,7 @@ class Scene(eqx.Module):
     def dose(self, params: PriorParams) -> PriorDose:
         """Primary and scattered dose on the whole grid; scattered fluence is computed per
         coarse cell and interpolated trilinearly to the voxels (each with its own mu_en)."""
-        cells = self._at_cells(params, self.coarse_grid.voxel_centers_mm().reshape(-1, 3))
+        cells = self._at_cells(params, None)
         values = resample_linear(cells.reshape(self.coarse_grid.shape + (-1,)), self.coarse_grid, self.grid)
         scatter = self._at_voxels(values, self.grid.voxel_centers_mm(), self.composition)
         return PriorDose(self.primary, scatter, self.primary + scatter)
@@ -397,25 +400,37 @@ def prepare(
     points = window.centers_mm(grid)  # (wz, wy, wx, 3)
     cell_points = _pool(points, cell) / math.prod(cell)  # (cz, cy, cx, 3)
     mu_medium = _medium_mu_per_mm(world_medium, energy)
+    spacing = jnp.asarray(grid.spacing_mm, dtype)
     slab_cells, slab_starts = view_slabs(grid, beam, window)
     slab = slab_cells * cell[0]  # voxels
+    axial = axial_layout(grid, beam, window, slab, slab_starts, step_mm)
+    columns = None if axial is None else axial_columns(rho_basis)
+    z_rows = np.zeros(beam.num_views, np.int32) if axial is None else axial[1]
 
     def one_view(carry, view):
-        v, first_cell = view
+        v, first_cell, z_row = view
         z0 = first_cell * cell[0]
-        pts, mu_en_v, scattering_v = (
-            jax.lax.dynamic_slice_in_dim(a, z0, slab, axis=0).reshape((-1,) + a.shape[3:])
-            for a in (points, mu_en, scattering)
+        pts_slab = jax.lax.dynamic_slice_in_dim(points, z0, slab, axis=0)
+        mu_en_v, scattering_v = (
+            jax.lax.dynamic_slice_in_dim(a, z0, slab, axis=0).reshape((-1,) + a.shape[3:]) for a in (mu_en, scattering)
         )
+        pts = pts_slab.reshape(-1, 3)
         f = beam.focal_mm[v]
         lo, hi = beam.aperture_center - beam.tan_half, beam.aperture_center + beam.tan_half
-        tau = line_integrals(grid, rho_basis, f, beam.axes[v], lo, hi, pts, bev, step_mm) @ basis_e.T
+        if axial is None:
+            integrals = line_integrals(grid, rho_basis, f, beam.axes[v], lo, hi, pts, bev, step_mm)
+        else:
+            integrals = axial_line_integrals(
+                grid, columns, f, beam.axes[v], lo, hi, pts_slab, bev, step_mm, z_row, axial[0]
+            ).reshape(pts.shape[0], -1)
+        tau = integrals @ basis_e.T
         tau = tau + outside_path_mm(grid, f, pts)[:, None] * mu_medium[None]
         rel = pts - f[None]
         dist2 = jnp.sum(rel**2, axis=-1)
         safe2 = jnp.where(dist2 > 0, dist2, 1.0)
         direction = rel / jnp.sqrt(safe2)[:, None]
-        fluence = beam.photons_per_sr(v, direction) / safe2[:, None] * jnp.exp(-tau)  # (n, g) 1/mm^2
+        per_sr = beam.photons_per_sr(v, direction, _footprint(rel, beam.axes[v], spacing))
+        fluence = per_sr / safe2[:, None] * jnp.exp(-tau)  # (n, g) 1/mm^2
         dose_v = jnp.sum(kerma_gy(fluence, energy[None], mu_en_v), axis=-1)
         emitted = fluence[..., None] * scattering_v
         total = jnp.sum(emitted[..., 0], axis=1)
@@ -446,7 +461,7 @@ def prepare(
         jnp.zeros(shape, dtype)
         for shape in (window.shape, cells + (g,), cells + (g, 3), cells + (g, 3, 3), cells + (g,), cells + (4,))
     )
-    views = (jnp.arange(beam.num_views), jnp.asarray(slab_starts))
+    views = (jnp.arange(beam.num_views), jnp.asarray(slab_starts), jnp.asarray(z_rows))
     carry, _ = jax.lax.scan(one_view, init, views)
     dose_p, n0, n1, q, n_ratio, weighted_pos = carry
     c = math.prod(cells)
@@ -497,6 +512,21 @@ def prepare(
         path_samples=path_samples,
         last_leg_mm=float(last_leg_mm),
     )
+
+
+def _footprint(rel_mm: Float[Array, "n 3"], axes: Float[Array, "3 3"], spacing_mm: Array) -> Float[Array, "n 2"]:
+    """Half-widths (u, w), in tangent units, of the box with the second moments of each voxel's
+    footprint in the aperture (voxel at `rel_mm` from the focal spot): the field edge then
+    covers a straddling voxel by the right fraction instead of all or nothing."""
+    c, u, w = axes
+    depth = rel_mm @ c
+    safe = jnp.where(depth > 0, depth, 1.0)[:, None]
+
+    def half_width(e):  # d t_e / d x = (e - t_e c) / depth; a uniform voxel has variance d^2 / 12 per axis
+        t_e = (rel_mm @ e)[:, None] / safe
+        return 0.5 * jnp.linalg.norm((e[None] - t_e * c[None]) * spacing_mm[None], axis=-1) / safe[:, 0]
+
+    return jnp.stack([half_width(u), half_width(w)], axis=-1)
 
 
 def _take(composition: Composition, window: Window) -> Composition:

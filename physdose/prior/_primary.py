@@ -9,6 +9,9 @@ O(voxels x steps) for marching a ray to each voxel; the lattice spacing `step_mm
 ray step, and the error falls with it (tested).
 """
 
+from typing import NamedTuple
+
+import jax
 import jax.numpy as jnp
 import numpy as np
 from jaxtyping import Array, Float
@@ -17,6 +20,13 @@ from ..geometry._grid import Grid
 
 STACKED_MAX_BYTES = 2**30
 """Largest table of cell corners `trilinear(stacked=True)` builds; a bigger volume is read corner by corner."""
+
+
+def cell_of(index: Array, n) -> tuple[Array, Array]:
+    """Lower node (int32) and offset in [0, 1] of continuous `index` on `n` nodes (n >= 2), clamped to them."""
+    i = jnp.clip(index, 0.0, n - 1.0)
+    i0 = jnp.minimum(jnp.floor(i), n - 2.0)
+    return i0.astype(jnp.int32), i - i0
 
 
 def trilinear(
@@ -35,11 +45,7 @@ def trilinear(
         index = index + 1.0
     else:  # an axis of one voxel: repeat it, so every axis has an interval to interpolate in
         volume = jnp.pad(volume, [(0, int(n == 1)) for n in volume.shape[:3]] + [(0, 0)], mode="edge")
-    n = jnp.asarray(volume.shape[:3], index.dtype).reshape((1,) * (index.ndim - 1) + (3,))
-    i = jnp.clip(index, 0.0, n - 1.0)
-    i0 = jnp.minimum(jnp.floor(i), n - 2.0)
-    t = i - i0
-    i0 = i0.astype(jnp.int32)
+    i0, t = cell_of(index, jnp.asarray(volume.shape[:3], index.dtype).reshape((1,) * (index.ndim - 1) + (3,)))
     corners = [(dz, dy, dx) for dz in (0, 1) for dy in (0, 1) for dx in (0, 1)]
     weights = [
         (t[..., 0] if dz else 1.0 - t[..., 0])
@@ -81,6 +87,48 @@ def resample_linear(volume: Float[Array, "cz cy cx k"], source: Grid, target: Gr
     return out
 
 
+class _Lattice(NamedTuple):
+    """One view's beam's-eye-view lattice: nodes f + r (c + a u + b w) and the targets' place in it."""
+
+    r: Float[Array, " r"]  # depth of the nodes (mm)
+    a: Float[Array, " a"]  # fan tangents
+    b: Float[Array, " b"]  # slice tangents
+    index: Float[Array, "n 3"]  # continuous (r, a, b) node index of each target
+
+    def integrate(self, mu: Float[Array, "r a b k"]) -> Float[Array, "r a b k"]:
+        """Line integrals from the first depth node to every node (trapezoid; mu in 1/cm)."""
+        dr = self.r[1] - self.r[0]
+        path = jnp.sqrt(1.0 + self.a[:, None] ** 2 + self.b[None, :] ** 2)  # mm of ray per mm of depth
+        steps = 0.5 * (mu[1:] + mu[:-1]) * (dr * 0.1) * path[None, :, :, None]
+        return jnp.concatenate([jnp.zeros_like(mu[:1]), jnp.cumsum(steps, axis=0)], axis=0)
+
+
+def _lattice(grid, focal_mm, axes, aperture_lo, aperture_hi, targets_mm, bev, step_mm) -> _Lattice:
+    c, u, w = axes
+    n_r, n_a, n_b = bev
+    lo, hi = (jnp.asarray(b, targets_mm.dtype) for b in grid.bounds_mm)
+    corners = jnp.stack(jnp.meshgrid(*[jnp.stack([lo[i], hi[i]]) for i in range(3)], indexing="ij"), -1)
+    r0 = jnp.maximum(jnp.min((corners.reshape(-1, 3) - focal_mm[None]) @ c), 0.0)
+    rel_t = targets_mm - focal_mm[None]
+    depth_t = rel_t @ c
+    r1 = jnp.maximum(jnp.max(depth_t), r0 + 1e-3)
+    safe = jnp.where(depth_t > 0, depth_t, 1.0)
+    ab_t = jnp.stack([rel_t @ u, rel_t @ w], axis=-1) / safe[:, None]
+    inside = depth_t > 0
+    ab_lo = jnp.maximum(aperture_lo, jnp.min(jnp.where(inside[:, None], ab_t, jnp.inf), axis=0))
+    ab_hi = jnp.minimum(aperture_hi, jnp.max(jnp.where(inside[:, None], ab_t, -jnp.inf), axis=0))
+    ab_hi = jnp.maximum(ab_hi, ab_lo + 1e-6)
+    # nodes step_mm apart in depth and across (at the deepest target); the counts are static bounds, so
+    # a tight (concrete) and a loose (traced) layout share their nodes and give the same values
+    dr = jnp.maximum(step_mm, (r1 - r0) / (n_r - 1))
+    da = jnp.maximum(step_mm / r1, (ab_hi - ab_lo) / (jnp.asarray([n_a, n_b], ab_lo.dtype) - 1))
+    r = r0 + dr * jnp.arange(n_r, dtype=targets_mm.dtype)
+    a = ab_lo[0] + da[0] * jnp.arange(n_a, dtype=targets_mm.dtype)
+    b = ab_lo[1] + da[1] * jnp.arange(n_b, dtype=targets_mm.dtype)
+    index = jnp.stack([(depth_t - r0) / dr, (ab_t[:, 0] - ab_lo[0]) / da[0], (ab_t[:, 1] - ab_lo[1]) / da[1]], -1)
+    return _Lattice(r, a, b, index)
+
+
 def line_integrals(
     grid: Grid,
     basis_density: Float[Array, "z y x k"],
@@ -106,42 +154,80 @@ def line_integrals(
     Returns:
         Dimensionless line integrals per basis function, shape (n, k).
     """
+    lattice = _lattice(grid, focal_mm, axes, aperture_lo, aperture_hi, targets_mm, bev, step_mm)
     c, u, w = axes
-    n_r, n_a, n_b = bev
-    lo, hi = (jnp.asarray(b, targets_mm.dtype) for b in grid.bounds_mm)
-    corners = jnp.stack(jnp.meshgrid(*[jnp.stack([lo[i], hi[i]]) for i in range(3)], indexing="ij"), -1)
-    r0 = jnp.maximum(jnp.min((corners.reshape(-1, 3) - focal_mm[None]) @ c), 0.0)
-    rel_t = targets_mm - focal_mm[None]
-    depth_t = rel_t @ c
-    r1 = jnp.maximum(jnp.max(depth_t), r0 + 1e-3)
-    safe = jnp.where(depth_t > 0, depth_t, 1.0)
-    ab_t = jnp.stack([rel_t @ u, rel_t @ w], axis=-1) / safe[:, None]
-    inside = depth_t > 0
-    ab_lo = jnp.maximum(aperture_lo, jnp.min(jnp.where(inside[:, None], ab_t, jnp.inf), axis=0))
-    ab_hi = jnp.minimum(aperture_hi, jnp.max(jnp.where(inside[:, None], ab_t, -jnp.inf), axis=0))
-    ab_hi = jnp.maximum(ab_hi, ab_lo + 1e-6)
-    # nodes step_mm apart in depth and across (at the deepest target); the counts are static bounds, so
-    # a tight (concrete) and a loose (traced) layout share their nodes and give the same values
-    dr = jnp.maximum(step_mm, (r1 - r0) / (n_r - 1))
-    da = jnp.maximum(step_mm / r1, (ab_hi - ab_lo) / (jnp.asarray([n_a, n_b], ab_lo.dtype) - 1))
-    r = r0 + dr * jnp.arange(n_r, dtype=targets_mm.dtype)
-    a = ab_lo[0] + da[0] * jnp.arange(n_a, dtype=targets_mm.dtype)
-    b = ab_lo[1] + da[1] * jnp.arange(n_b, dtype=targets_mm.dtype)
-    ray = c[None, None] + a[:, None, None] * u[None, None] + b[None, :, None] * w[None, None]  # (a, b, 3)
-    points = focal_mm[None, None, None] + r[:, None, None, None] * ray[None]  # (r, a, b, 3)
+    ray = c[None, None] + lattice.a[:, None, None] * u[None, None] + lattice.b[None, :, None] * w[None, None]
+    points = focal_mm[None, None, None] + lattice.r[:, None, None, None] * ray[None]  # (r, a, b, 3)
     mu = trilinear(basis_density, grid.to_index(points), outside_zero=True, stacked=True)  # (r, a, b, k) 1/cm
-    path = jnp.sqrt(1.0 + a[:, None] ** 2 + b[None, :] ** 2)  # mm of ray per mm of depth
-    steps = 0.5 * (mu[1:] + mu[:-1]) * (dr * 0.1) * path[None, :, :, None]
-    tau = jnp.concatenate([jnp.zeros_like(mu[:1]), jnp.cumsum(steps, axis=0)], axis=0)
-    index = jnp.stack(
-        [
-            (depth_t - r0) / dr,
-            (ab_t[:, 0] - ab_lo[0]) / da[0],
-            (ab_t[:, 1] - ab_lo[1]) / da[1],
-        ],
-        axis=-1,
+    return trilinear(lattice.integrate(mu), lattice.index, outside_zero=False, stacked=True)
+
+
+def axial_columns(basis_density: Float[Array, "z y x k"]) -> Float[Array, "y+2 x+2 z+2 k"]:
+    """`basis_density` padded with one empty voxel on every side and stored as (y, x) columns along z."""
+    return jnp.transpose(jnp.pad(basis_density, ((1, 1), (1, 1), (1, 1), (0, 0))), (1, 2, 0, 3))
+
+
+def axial_line_integrals(
+    grid: Grid,
+    columns: Float[Array, "y+2 x+2 z+2 k"],
+    focal_mm: Float[Array, " 3"],
+    axes: Float[Array, "3 3"],
+    aperture_lo: Float[Array, " 2"],
+    aperture_hi: Float[Array, " 2"],
+    targets_mm: Float[Array, "tz y x 3"],
+    bev: tuple[int, int, int],
+    step_mm: float,
+    z_start,
+    z_nodes: int,
+) -> Float[Array, "tz y x k"]:
+    """`line_integrals` for a view whose slice direction w is the grid's z axis (c, u in the (y, x)
+    plane: a CT view, an untilted C-arm) and targets on whole (y, x) columns, shape (tz, y, x, 3).
+
+    The same values, read by columns: a lattice node (r, a, b) lies at height z = f_z + r b
+    above the point (y, x) that (r, a) fixes, so trilinear interpolation is bilinear in
+    (y, x), reading one z column per (r, a) from `axial_columns`, then linear in z, and the
+    read-back likewise. Only the padded z rows [z_start, z_start + z_nodes) are read: they
+    must hold every node a target's integral passes (see `_model.prepare`); nodes outside
+    read 0.
+    """
+    tz, ny, nx = targets_mm.shape[:3]
+    lattice = _lattice(grid, focal_mm, axes, aperture_lo, aperture_hi, targets_mm.reshape(-1, 3), bev, step_mm)
+    c, u, _ = axes
+    dtype = targets_mm.dtype
+    origin, spacing = (jnp.asarray(v, dtype) for v in (grid.origin_mm, grid.spacing_mm))
+    n_y, n_x, n_z = (jnp.asarray(n, dtype) for n in columns.shape[:3])
+    # sample: bilinear in (y, x) per (r, a) ...
+    ray = c[None, 1:] + lattice.a[:, None] * u[None, 1:]  # (a, 2)
+    yx = focal_mm[None, None, 1:] + lattice.r[:, None, None] * ray[None]  # (r, a, 2)
+    (iy, ty), (ix, tx) = (
+        cell_of((yx[..., j] - origin[j + 1]) / spacing[j + 1] + 1.0, n) for j, n in ((0, n_y), (1, n_x))
     )
-    return trilinear(tau, index, outside_zero=False, stacked=True)
+    window = jax.lax.dynamic_slice_in_dim(columns, z_start, z_nodes, axis=2)
+    ty, tx = ty[..., None, None], tx[..., None, None]
+    column = (1.0 - ty) * ((1.0 - tx) * window[iy, ix] + tx * window[iy, ix + 1]) + ty * (
+        (1.0 - tx) * window[iy + 1, ix] + tx * window[iy + 1, ix + 1]
+    )  # (r, a, z_nodes, k)
+    # ... then linear in z at each (r, b)
+    z = focal_mm[0] + lattice.r[:, None] * lattice.b[None]  # (r, b)
+    iz, t = cell_of((z - origin[0]) / spacing[0] + 1.0, n_z)
+    mu = jnp.einsum("rbl,ralk->rabk", _hat(iz - z_start, t, z_nodes), column)
+    tau = lattice.integrate(mu)  # (r, a, b, k)
+    # read back: bilinear in (r, a) per target column, then linear in b along it
+    index = lattice.index.reshape(tz, ny, nx, 3)
+    n_r, n_a, n_b = (jnp.asarray(n, dtype) for n in tau.shape[:3])
+    (ir, tr), (ia, ta) = (cell_of(index[0, ..., j], n) for j, n in ((0, n_r), (1, n_a)))
+    tr, ta = tr[..., None, None], ta[..., None, None]
+    rows = (1.0 - tr) * ((1.0 - ta) * tau[ir, ia] + ta * tau[ir, ia + 1]) + tr * (
+        (1.0 - ta) * tau[ir + 1, ia] + ta * tau[ir + 1, ia + 1]
+    )  # (y, x, b, k)
+    ib, t = cell_of(index[..., 2], n_b)  # (tz, y, x)
+    return jnp.einsum("zyxb,yxbk->zyxk", _hat(ib, t, tau.shape[2]), rows)
+
+
+def _hat(i0: Array, t: Array, n: int) -> Array:
+    """Linear-interpolation weights on n nodes: (1 - t) at node i0 and t at i0 + 1, shape (*i0, n)."""
+    nodes = jnp.arange(n).reshape((1,) * i0.ndim + (n,))
+    return (1.0 - t)[..., None] * (nodes == i0[..., None]) + t[..., None] * (nodes == i0[..., None] + 1)
 
 
 def outside_path_mm(grid: Grid, focal_mm: Float[Array, " 3"], targets_mm: Float[Array, "n 3"]) -> Float[Array, " n"]:

@@ -45,7 +45,7 @@ import jax.numpy as jnp
 from jaxtyping import Array, Float
 
 from ..geometry._grid import Grid
-from ._primary import trilinear
+from ._primary import cell_of, trilinear
 
 
 def self_distance2_mm2(spread_mm2: Float[Array, "*s"]) -> Float[Array, "*s"]:
@@ -62,7 +62,7 @@ def scattered_fluence(
     coarse_grid: Grid,
     coarse_mu: Float[Array, "z y x k"],
     coarse_sigma: Float[Array, "z y x j"],
-    targets_mm: Float[Array, "t 3"],
+    targets_mm: Float[Array, "t 3"] | None,
     source_mm: Float[Array, "s 3"],
     n0: Float[Array, "s g"],
     n1: Float[Array, "s g 3"],
@@ -81,7 +81,8 @@ def scattered_fluence(
     Args:
         coarse_grid, coarse_mu, coarse_sigma: the grid and its basis densities (1/cm per
             unit basis) of attenuation and of scattering, along scattered paths.
-        targets_mm: target points, shape (t, 3).
+        targets_mm: target points, shape (t, 3); None: the centres of all cells of
+            `coarse_grid` in C order (the same values, read separably, see `_lattice_path_mean`).
         source_mm: source points, shape (s, 3).
         n0, n1, q: source angular moments per energy group (photons, see module docstring).
         energy_kev: scattered photon energy per source and group, shape (s, g).
@@ -94,32 +95,88 @@ def scattered_fluence(
     basis = jnp.concatenate([basis_at(energy_kev), scattering_basis_at(energy_kev)], -1)  # (s, g, k + j)
     k = coarse_mu.shape[-1]
     coarse = jnp.concatenate([coarse_mu, coarse_sigma], -1)
-    frac = (jnp.arange(path_samples, dtype=targets_mm.dtype) + 0.5) / path_samples
+    dtype = source_mm.dtype
+    frac = (jnp.arange(path_samples, dtype=dtype) + 0.5) / path_samples
+    # Legendre features of the direction, [1, Omega, Omega Omega^T], against the moments [n0, 3 n1, 5 Q]
+    moments = jnp.concatenate([n0[..., None], 3.0 * n1, 5.0 * q.reshape(q.shape[:2] + (9,))], -1) / (4.0 * math.pi)
 
-    def one_block(t):
+    def transport(t, mean_mu):  # targets (b, 3), mean basis densities along each path (b, s, k + j)
         rel = t[:, None, :] - source_mm[None]  # (b, s, 3)
         r2 = jnp.sum(rel**2, axis=-1)
         r = jnp.sqrt(r2 + 1e-6)
         omega = rel / r[..., None]
-        points = source_mm[None, None] + frac[:, None, None, None] * rel[None]
-        mu = trilinear(coarse, coarse_grid.to_index(points), outside_zero=True, stacked=True)  # (p, b, s, k + j)
-        tau_k = jnp.mean(mu, axis=0) * (r * 0.1)[..., None]
+        tau_k = mean_mu * (r * 0.1)[..., None]
         tau = jnp.einsum("bsk,sgk->bsg", tau_k[..., :k], basis[..., :k])
         tau_s = jnp.einsum("bsk,sgk->bsg", tau_k[..., k:], basis[..., k:])
-        angular = n0[None] + 3.0 * jnp.einsum("bsi,sgi->bsg", omega, n1)
-        angular = angular + 5.0 * jnp.einsum("bsi,sgij,bsj->bsg", omega, q, omega)
-        angular = jnp.maximum(angular, 0.0) / (4.0 * math.pi)
+        features = jnp.concatenate(
+            [jnp.ones_like(r)[..., None], omega, (omega[..., :, None] * omega[..., None, :]).reshape(r.shape + (9,))],
+            -1,
+        )
+        angular = jnp.maximum(jnp.einsum("bsm,sgm->bsg", features, moments), 0.0)
         kernel = angular * attenuation(tau, tau_s, energy_kev[None]) / (r2 + r0_2[None])[..., None]
         energy = kernel * energy_kev[None]
         toward = -jnp.einsum("bs,bsi->bi", jnp.sum(energy, axis=-1), omega)
         return jnp.sum(kernel, axis=1), jnp.sum(energy, axis=1), toward
 
-    n = targets_mm.shape[0]
-    pad = -n % block
-    t = jnp.pad(targets_mm, ((0, pad), (0, 0))).reshape(-1, block, 3)
-    phi, psi, toward = jax.lax.map(one_block, t)
+    if targets_mm is None:  # blocks of (z, y) rows of cells, each row all of x
+        cz, cy, cx = coarse_grid.shape
+        rows = max(1, block // cx)
+        zy = jnp.stack(jnp.meshgrid(jnp.arange(cz), jnp.arange(cy), indexing="ij"), -1).reshape(-1, 2)
+        zy = jnp.pad(zy, ((0, -zy.shape[0] % rows), (0, 0))).reshape(-1, rows, 2).astype(dtype)
+        padded = jnp.pad(coarse, ((1, 1), (1, 1), (1, 1), (0, 0)))  # matter ends at the grid, as in `trilinear`
+        source_index = coarse_grid.to_index(source_mm)
+        x = jnp.arange(cx, dtype=dtype)
+
+        def one_block(zy):
+            index = jnp.concatenate(
+                [jnp.broadcast_to(zy[:, None, :], (rows, cx, 2)), jnp.broadcast_to(x[None, :, None], (rows, cx, 1))],
+                -1,
+            ).reshape(-1, 3)
+            mean_mu = jax.vmap(lambda c: _lattice_path_mean(padded, zy, c, frac), out_axes=2)(source_index)
+            return transport(coarse_grid.to_world(index), mean_mu.reshape((rows * cx,) + mean_mu.shape[2:]))
+
+        blocks = zy
+        n = cz * cy * cx
+    else:
+
+        def one_block(t):
+            points = source_mm[None, None] + frac[:, None, None, None] * (t[:, None, :] - source_mm[None])[None]
+            mu = trilinear(coarse, coarse_grid.to_index(points), outside_zero=True, stacked=True)  # (p, b, s, k + j)
+            return transport(t, jnp.mean(mu, axis=0))
+
+        n = targets_mm.shape[0]
+        blocks = jnp.pad(targets_mm, ((0, -n % block), (0, 0))).reshape(-1, block, 3)
+    phi, psi, toward = jax.lax.map(one_block, blocks)
     g = n0.shape[1]
     return phi.reshape(-1, g)[:n], psi.reshape(-1, g)[:n], toward.reshape(-1, 3)[:n]
+
+
+def _lattice_path_mean(
+    padded: Float[Array, "z+2 y+2 x+2 c"], rows: Float[Array, "r 2"], source_index: Float[Array, " 3"], frac
+) -> Float[Array, "r x c"]:
+    """Mean of `trilinear(volume, ...)` (outside zero) over the points `source + f (target - source)`, f in
+    `frac`, for targets at the cell centres (z, y, x) of each (z, y) row and every x; `padded` is the
+    volume with one zero cell on every side, indices are the volume's own.
+
+    The points of one f form a scaled copy of the cell lattice, so trilinear interpolation
+    separates: bilinear in (z, y) per row (four whole x rows read), then linear along x.
+    The same values as `trilinear`, at a fraction of its gathers.
+    """
+    n = jnp.asarray(padded.shape[:3], source_index.dtype)
+    x = jnp.arange(padded.shape[2] - 2, dtype=source_index.dtype)
+
+    def one_fraction(total, f):
+        (iz, tz), (iy, ty) = (cell_of((1.0 - f) * source_index[a] + f * rows[:, a] + 1.0, n[a]) for a in (0, 1))
+        tz, ty = tz[:, None, None], ty[:, None, None]
+        plane = (1.0 - tz) * ((1.0 - ty) * padded[iz, iy] + ty * padded[iz, iy + 1]) + tz * (
+            (1.0 - ty) * padded[iz + 1, iy] + ty * padded[iz + 1, iy + 1]
+        )  # (r, x + 2, c)
+        ix, tx = cell_of((1.0 - f) * source_index[2] + f * x + 1.0, n[2])
+        tx = tx[None, :, None]
+        return total + (1.0 - tx) * plane[:, ix] + tx * plane[:, ix + 1], None
+
+    total, _ = jax.lax.scan(one_fraction, jnp.zeros((rows.shape[0], x.shape[0], padded.shape[3]), padded.dtype), frac)
+    return total / frac.shape[0]
 
 
 def last_leg_tau(

@@ -172,19 +172,37 @@ class Beam(eqx.Module):
         t = jnp.stack([d @ u, d @ w], axis=-1) / safe[..., None]
         return jnp.where((along > 0)[..., None], t, jnp.inf)
 
-    def photons_per_sr(self, view: Int[ArrayLike, ""], direction: Float[ArrayLike, "*b 3"]) -> Float[Array, "*b n"]:
+    def photons_per_sr(
+        self,
+        view: Int[ArrayLike, ""],
+        direction: Float[ArrayLike, "*b 3"],
+        blur: Float[ArrayLike, "*b 2"] | None = None,
+    ) -> Float[Array, "*b n"]:
         """Source photons per steradian emitted by view `view` along `direction`, per energy.
 
         For a focal-spot beam; summed over the spectrum it integrates to the view weight
         times the bowtie transmission over the aperture. Shape (*b, n_energies).
+        `blur`: half-widths (u, w), in tangent units, of a box the aperture is averaged
+        over (e.g. a voxel's extent seen from the focal spot, so a voxel the field edge
+        cuts gets the covered fraction); None: the aperture's sharp edge.
         """
         t = self.aperture_coords(view, direction)
         offset = t - _trailing(self.aperture_center, t)
-        inside = jnp.all(jnp.abs(offset) <= _trailing(self.tan_half, t), axis=-1)
-        per_sr = jnp.where(inside, self.view_weight[view] / self.solid_angle_sr, 0.0)[..., None]
+        half = _trailing(self.tan_half, t)
+        if blur is None:
+            inside = jnp.all(jnp.abs(offset) <= half, axis=-1)
+            covered = inside.astype(t.dtype)
+        else:
+            blur = jnp.maximum(jnp.asarray(blur, t.dtype), 1e-12)
+            offset = jnp.where(jnp.isinf(offset), 1e6, offset)  # behind the source: finite, far outside
+            overlap = jnp.minimum(half, offset + blur) - jnp.maximum(-half, offset - blur)
+            covered = jnp.prod(jnp.clip(overlap / (2.0 * blur), 0.0, 1.0), axis=-1)
+            inside = covered > 0
+        per_sr = (covered * (self.view_weight[view] / self.solid_angle_sr))[..., None]
         out = per_sr * _trailing(self.spectrum.fluence, per_sr)
         if self.bowtie is not None:
-            out = out * self.bowtie.transmission(jnp.where(inside, t[..., 0], 0.0), self.spectrum.energy_kev)
+            fan = jnp.clip(offset[..., 0], -half[..., 0], half[..., 0]) + self.aperture_center[0]
+            out = out * self.bowtie.transmission(jnp.where(inside, fan, 0.0), self.spectrum.energy_kev)
         return out
 
     @eqx.filter_jit

@@ -72,7 +72,7 @@ def speed_128():
     patient = pd.phantoms.synthetic_patient(key=jax.random.key(0), sex="female", spacing_mm=4.0)
     g = patient.grid
     centre = np.asarray(g.origin_mm) + (np.asarray(g.shape) - 1) / 2 * np.asarray(g.spacing_mm)
-    phantom = patient.resample(grid=pd.Grid.centered((128, 128, 128), 2.8, (500.0, centre[1], centre[2])))
+    phantom = patient.resample(grid=pd.Grid.centered((128,) * 3, (2.8,) * 3, (500.0, centre[1], centre[2])))
     scan = pd.sources.CTScan(
         pd.Spectrum.from_tube(120.0, {"Al": 2.5}), start_z_mm=440.0, end_z_mm=560.0, collimation_mm=40.0,
         views_per_rotation=36, bowtie=pd.sources.Bowtie.body(),

@@ -175,16 +175,17 @@ def _small_slab(dtype=jnp.float64):
 
 
 def test_gradients_match_finite_differences_in_float64(x64):
-    """One check over parameters, densities, material fractions, spectrum weights and focal spot."""
+    """One check over parameters, densities, material fractions, spectrum weights, focal spot and field."""
     phantom = _small_slab()
-    probe = (jnp.asarray([4, 4, 5, 6]), jnp.asarray([3, 6, 7, 4]), jnp.asarray([4, 4, 1, 0]))
+    # the last probe voxel straddles the field edge (covered 82 %): its primary moves with the field size
+    probe = (jnp.asarray([4, 4, 5, 6, 4]), jnp.asarray([3, 6, 7, 4, 4]), jnp.asarray([4, 4, 1, 0, 5]))
     energies = jnp.asarray([40.0, 60.0, 80.0])
     fractions = 0.9 * jax.nn.one_hot(phantom.material_ids, len(phantom.materials), dtype=jnp.float64) + 0.05
 
-    def total(params, density_scale, fractions, weights, focal_y_dm):
+    def total(params, density_scale, fractions, weights, focal_y_dm, field_cm):
         p = eqx.tree_at(lambda q: q.density_g_cm3, phantom, phantom.density_g_cm3 * density_scale)
         s = pd.sources.ConeBeam(
-            pd.Spectrum(energies, weights), jnp.stack([0.0, 100.0 * focal_y_dm, 3.0]), (0.0, 0.0, 0.0), (40.0, 40.0)
+            pd.Spectrum(energies, weights), jnp.stack([0.0, 100.0 * focal_y_dm, 3.0]), (0.0, 0.0, 0.0), 10.0 * field_cm
         )
         return pd.prior.dose(p, s, params, material_fractions=fractions, **SMALL).total[probe] * 1e12
 
@@ -194,6 +195,7 @@ def test_gradients_match_finite_differences_in_float64(x64):
         fractions,
         jnp.asarray([0.2, 0.5, 0.3]),
         jnp.asarray(-4.0),
+        jnp.asarray([3.6, 4.0]),
     )
     check_grads(jax.jit(total), args, order=1, modes=["rev"], eps=1e-4)
 

@@ -44,18 +44,28 @@ def timed(fn, repeat=3):
     return best
 
 
-def speed(mc_photons: int):
-    spectrum = pd.Spectrum.from_tube(120.0, {"Al": 2.5})
+def _chest_ct(start_z_mm: float, end_z_mm: float):
+    """The 4 mm female synthetic patient and a helical 120 kVp body-bowtie CT scan over [start, end]."""
     patient = pd.phantoms.synthetic_patient(key=jax.random.key(0), sex="female", spacing_mm=4.0)
     scan = pd.sources.CTScan(
-        spectrum, start_z_mm=350.0, end_z_mm=600.0, collimation_mm=40.0, views_per_rotation=36,
-        bowtie=pd.sources.Bowtie.body(),
+        pd.Spectrum.from_tube(120.0, {"Al": 2.5}), start_z_mm=start_z_mm, end_z_mm=end_z_mm, collimation_mm=40.0,
+        views_per_rotation=36, bowtie=pd.sources.Bowtie.body(),
     )  # fmt: skip
+    return patient, scan
+
+
+def _prior_seconds(phantom, scan, repeat: int = 3) -> tuple[float, float]:
+    """(warm time, first call with compilation) of the jit-compiled prior dose (s)."""
     prior = eqx.filter_jit(lambda p: pd.prior.dose(p, scan, **OPTIONS).total)
     t0 = time.perf_counter()
-    jax.block_until_ready(prior(patient))
+    jax.block_until_ready(prior(phantom))
     compile_s = time.perf_counter() - t0
-    prior_s = timed(lambda: prior(patient))
+    return timed(lambda: prior(phantom), repeat=repeat), compile_s
+
+
+def speed(mc_photons: int):
+    patient, scan = _chest_ct(350.0, 600.0)
+    prior_s, compile_s = _prior_seconds(patient, scan)
     pd.mc.simulate(patient, scan, n_photons=65536, key=jax.random.key(1), lanes=65536, n_batches=1)  # compile
     t0 = time.perf_counter()
     pd.mc.simulate(patient, scan, n_photons=mc_photons, key=jax.random.key(2), lanes=65536, n_batches=4)
@@ -69,19 +79,11 @@ def speed(mc_photons: int):
 def speed_128():
     """A 128^3 CT dose: the synthetic patient's chest on 128^3 voxels of 2.8 mm, a helical 120 kVp
     scan over it; warm, jit-compiled, on the default device (the goal: <= 50 ms on an H100)."""
-    patient = pd.phantoms.synthetic_patient(key=jax.random.key(0), sex="female", spacing_mm=4.0)
+    patient, scan = _chest_ct(440.0, 560.0)
     g = patient.grid
     centre = np.asarray(g.origin_mm) + (np.asarray(g.shape) - 1) / 2 * np.asarray(g.spacing_mm)
     phantom = patient.resample(grid=pd.Grid.centered((128,) * 3, (2.8,) * 3, (500.0, centre[1], centre[2])))
-    scan = pd.sources.CTScan(
-        pd.Spectrum.from_tube(120.0, {"Al": 2.5}), start_z_mm=440.0, end_z_mm=560.0, collimation_mm=40.0,
-        views_per_rotation=36, bowtie=pd.sources.Bowtie.body(),
-    )  # fmt: skip
-    prior = eqx.filter_jit(lambda p: pd.prior.dose(p, scan, **OPTIONS).total)
-    t0 = time.perf_counter()
-    jax.block_until_ready(prior(phantom))
-    compile_s = time.perf_counter() - t0
-    seconds = timed(lambda: prior(phantom), repeat=5)
+    seconds, compile_s = _prior_seconds(phantom, scan, repeat=5)
     print(f"\nspeed, 128^3 CT dose ({scan.num_views} views, prior keeps {OPTIONS['max_views']}) on {jax.devices()[0]}:")
     print(f"  {seconds * 1e3:.0f} ms warm (first call with compilation {compile_s:.1f} s; goal on an H100: 50 ms)")
 

@@ -29,6 +29,16 @@ def cell_of(index: Array, n) -> tuple[Array, Array]:
     return i0.astype(jnp.int32), i - i0
 
 
+def bilinear(table: Array, i: Array, ti: Array, j: Array, tj: Array) -> Array:
+    """Bilinear read over the first two axes of `table` at cells (i, j) with offsets (ti, tj)
+    (from `cell_of`, shape (*b,)); the trailing axes are kept: shape (*b, *table.shape[2:])."""
+    rest = (1,) * (table.ndim - 2)
+    ti, tj = ti.reshape(ti.shape + rest), tj.reshape(tj.shape + rest)
+    return (1.0 - ti) * ((1.0 - tj) * table[i, j] + tj * table[i, j + 1]) + ti * (
+        (1.0 - tj) * table[i + 1, j] + tj * table[i + 1, j + 1]
+    )
+
+
 def trilinear(
     volume: Float[Array, "z y x k"], index: Float[Array, "*b 3"], *, outside_zero: bool, stacked: bool = False
 ) -> Array:
@@ -203,10 +213,7 @@ def axial_line_integrals(
         cell_of((yx[..., j] - origin[j + 1]) / spacing[j + 1] + 1.0, n) for j, n in ((0, n_y), (1, n_x))
     )
     window = jax.lax.dynamic_slice_in_dim(columns, z_start, z_nodes, axis=2)
-    ty, tx = ty[..., None, None], tx[..., None, None]
-    column = (1.0 - ty) * ((1.0 - tx) * window[iy, ix] + tx * window[iy, ix + 1]) + ty * (
-        (1.0 - tx) * window[iy + 1, ix] + tx * window[iy + 1, ix + 1]
-    )  # (r, a, z_nodes, k)
+    column = bilinear(window, iy, ty, ix, tx)  # (r, a, z_nodes, k)
     # ... then linear in z at each (r, b)
     z = focal_mm[0] + lattice.r[:, None] * lattice.b[None]  # (r, b)
     iz, t = cell_of((z - origin[0]) / spacing[0] + 1.0, n_z)
@@ -216,10 +223,7 @@ def axial_line_integrals(
     index = lattice.index.reshape(tz, ny, nx, 3)
     n_r, n_a, n_b = (jnp.asarray(n, dtype) for n in tau.shape[:3])
     (ir, tr), (ia, ta) = (cell_of(index[0, ..., j], n) for j, n in ((0, n_r), (1, n_a)))
-    tr, ta = tr[..., None, None], ta[..., None, None]
-    rows = (1.0 - tr) * ((1.0 - ta) * tau[ir, ia] + ta * tau[ir, ia + 1]) + tr * (
-        (1.0 - ta) * tau[ir + 1, ia] + ta * tau[ir + 1, ia + 1]
-    )  # (y, x, b, k)
+    rows = bilinear(tau, ir, tr, ia, ta)  # (y, x, b, k)
     ib, t = cell_of(index[..., 2], n_b)  # (tz, y, x)
     return jnp.einsum("zyxb,yxbk->zyxk", _hat(ib, t, tau.shape[2]), rows)
 

@@ -45,7 +45,7 @@ import jax.numpy as jnp
 from jaxtyping import Array, Float
 
 from ..geometry._grid import Grid
-from ._primary import cell_of, trilinear
+from ._primary import bilinear, cell_of, trilinear
 
 
 def self_distance2_mm2(spread_mm2: Float[Array, "*s"]) -> Float[Array, "*s"]:
@@ -167,10 +167,7 @@ def _lattice_path_mean(
 
     def one_fraction(total, f):
         (iz, tz), (iy, ty) = (cell_of((1.0 - f) * source_index[a] + f * rows[:, a] + 1.0, n[a]) for a in (0, 1))
-        tz, ty = tz[:, None, None], ty[:, None, None]
-        plane = (1.0 - tz) * ((1.0 - ty) * padded[iz, iy] + ty * padded[iz, iy + 1]) + tz * (
-            (1.0 - ty) * padded[iz + 1, iy] + ty * padded[iz + 1, iy + 1]
-        )  # (r, x + 2, c)
+        plane = bilinear(padded, iz, tz, iy, ty)  # (r, x + 2, c)
         ix, tx = cell_of((1.0 - f) * source_index[2] + f * x + 1.0, n[2])
         tx = tx[None, :, None]
         return total + (1.0 - tx) * plane[:, ix] + tx * plane[:, ix + 1], None

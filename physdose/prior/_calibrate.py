@@ -18,6 +18,7 @@ from .._frozen import FrozenDict
 from ..dosimetry._organ import organ_doses
 from ..mc._simulate import MCResult
 from ..phantoms._phantom import Phantom
+from ._medium import shields
 from ._model import PriorDose, PriorParams, Scene, calibration_record, dose, prepare
 
 FORMAT = "physdose.prior/1"
@@ -218,12 +219,15 @@ def _case(scene: Scene, phantom: Phantom, ref: dict, key, points, organ_points, 
     voxel_w = 1.0 / (sigma[tuple(pick.T)] ** 2 + floor**2)
     labels = np.asarray(phantom.organ_labels)
     mass = np.asarray(phantom.voxel_mass_g())
+    shield = shields(phantom.materials)[np.asarray(phantom.material_ids)]
     organ_idx, organ_w, organ_ref, organ_mass = [], [], [], []
     for name, value in ref["organ_dose_gy"].items():
         s = ref["organ_rel_sigma"].get(name, np.inf)
         if name not in phantom.organs or not s < organ_max_sigma or not value > 0:
             continue
         vox = np.argwhere(labels == phantom.organs[name])
+        if shield[tuple(vox.T)].mean() > 0.5:  # a lead apron's own dose is no tissue dose
+            continue
         vox = vox[rng.choice(len(vox), min(organ_points, len(vox)), replace=False)]
         organ_idx.append(np.pad(vox, ((0, organ_points - len(vox)), (0, 0)), mode="edge"))
         m = mass[tuple(vox.T)]

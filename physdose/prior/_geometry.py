@@ -6,6 +6,7 @@ back to bounds that hold for any value.
 """
 
 import math
+from collections.abc import Sequence
 
 import equinox as eqx
 import jax
@@ -116,9 +117,12 @@ class Window(eqx.Module):
         return jnp.pad(inner, pad)
 
 
-def cell_voxels(grid: Grid, cell_mm: float) -> tuple[int, int, int]:
-    """Voxels per coarse cell along each axis, for cells about `cell_mm` wide."""
-    return tuple(max(1, round(cell_mm / d)) for d in grid.spacing_mm)
+def cell_voxels(grid: Grid, cell_mm: float | Sequence[float]) -> tuple[int, int, int]:
+    """Voxels per coarse cell along each axis, for cells about `cell_mm` wide (one size, or (z, y, x))."""
+    sizes = (cell_mm,) * 3 if np.ndim(cell_mm) == 0 else tuple(cell_mm)
+    if len(sizes) != 3:
+        raise ValueError(f"cell_mm must be one size or three (z, y, x), got {cell_mm!r}")
+    return tuple(max(1, round(c / d)) for c, d in zip(sizes, grid.spacing_mm))
 
 
 def whole_grid(grid: Grid, cell: tuple[int, int, int]) -> Window:

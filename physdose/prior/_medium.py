@@ -113,6 +113,12 @@ class Composition(eqx.Module):
             return per_material[self.material_ids]
         return jnp.tensordot(self.fractions, per_material, axes=1)
 
+    def select(self, values: Float[Array, "*v m"]) -> Float[Array, "*v"]:
+        """Mass-fraction-weighted value of per-voxel, per-material `values` (each voxel's own material)."""
+        if self.fractions is None:
+            return jnp.take_along_axis(values, self.material_ids[..., None], axis=-1)[..., 0]
+        return jnp.sum(self.fractions * values, axis=-1)
+
     def at(self, index: Int[Array, "n 3"]) -> "Composition":
         """The composition of the voxels at integer `index` (z, y, x), shape (n,)."""
         z, y, x = index[:, 0], index[:, 1], index[:, 2]
@@ -215,10 +221,16 @@ def medium_data(materials: tuple, dtype_name: str) -> MediumData:
     with jax.ensure_compile_time_eval():
         table = MaterialTable.from_materials(materials)
         table = jax.tree.map(lambda a: a.astype(dtype_name) if jnp.issubdtype(a.dtype, jnp.floating) else a, table)
-        mu_60 = table.mu_cm2_g(jnp.arange(len(table)), jnp.full(len(table), 60.0, dtype_name))
         return MediumData(
             AttenuationBasis.from_table(table),
             AttenuationBasis.from_table(table, scattering=True),
             jax.jit(ScatterData.from_table)(table),
-            bool(jnp.max(mu_60) > SHIELD_MU_CM2_G),
+            bool(np.any(shields(table))),
         )
+
+
+def shields(table: MaterialTable) -> np.ndarray:
+    """Which of the table's materials attenuate like a shield (`SHIELD_MU_CM2_G`), shape (m,) bool."""
+    with jax.ensure_compile_time_eval():
+        mu_60 = table.mu_cm2_g(jnp.arange(len(table)), jnp.full(len(table), 60.0))
+    return np.asarray(mu_60) > SHIELD_MU_CM2_G

@@ -178,11 +178,12 @@ class Scene(eqx.Module):
         mean = jnp.sum(self.n0 * self.scattered_kev, axis=0) / jnp.where(total > NEGLIGIBLE, total, 1.0)
         return jnp.where(total > NEGLIGIBLE, mean, jnp.max(self.scattered_kev, axis=0))
 
-    def _kerma(self, phi: Array, psi: Array, composition: Composition) -> Array:
-        """Dose (Gy) from scattered fluence and energy fluence per group, shape (*v, g) -> (*v,).
+    def _kerma(self, phi: Array, psi: Array, composition: Composition | None = None) -> Array:
+        """Dose (Gy) from scattered fluence and energy fluence per group, shape (*v, g) -> (*v,)
+        in the voxels' matter, or (*v, m) in each of the table's materials (`composition` None).
 
-        mu_en at each voxel's mean energy psi / phi is taken log-log linear about the group's
-        mean energy E_g (value and slope of the tables at E_g): a few operations per voxel
+        mu_en at each point's mean energy psi / phi is taken log-log linear about the group's
+        mean energy E_g (value and slope of the tables at E_g): a few operations per point
         instead of a table search, exact within the table's segment around E_g.
         """
         e_g = self._group_kev()
@@ -190,18 +191,15 @@ class Scene(eqx.Module):
         mu, dmu = jax.jvp(lambda e: self.table.mu_en_cm2_g(m, e), (e_g[None],), (e_g[None],))  # (m, g): mu, E dmu/dE
         log_mu, slope = jnp.log(mu), dmu / mu
         ok = (phi > 0) & (psi > 0)  # mean energy as exp(log psi - log phi): no phi^2 in its gradient
-        log_e_g = jnp.log(e_g).reshape((1,) * (phi.ndim - 1) + (-1,))
+        lead = (1,) * (phi.ndim - 1)
+        log_e_g = jnp.log(e_g).reshape(lead + (-1,))
         x = jnp.where(ok, jnp.log(jnp.where(ok, psi, 1.0)) - jnp.log(jnp.where(ok, phi, 1.0)) - log_e_g, 0.0)
-        if composition.fractions is None:
+        if composition is not None and composition.fractions is None:
             ids = composition.material_ids
-            mu_en = jnp.exp(log_mu[ids] + slope[ids] * x)
-        else:
-            lead = (1,) * (x.ndim - 1)
-            per_material = jnp.exp(
-                log_mu.reshape(lead + log_mu.shape) + slope.reshape(lead + slope.shape) * x[..., None, :]
-            )
-            mu_en = jnp.einsum("...m,...mg->...g", composition.fractions, per_material)
-        return jnp.sum(kerma_gy(psi, 1.0, mu_en), axis=-1)
+            return jnp.sum(kerma_gy(psi, 1.0, jnp.exp(log_mu[ids] + slope[ids] * x)), axis=-1)
+        log_mu, slope = log_mu.reshape(lead + log_mu.shape), slope.reshape(lead + slope.shape)
+        per_material = jnp.sum(kerma_gy(psi[..., None, :], 1.0, jnp.exp(log_mu + slope * x[..., None, :])), axis=-1)
+        return per_material if composition is None else composition.select(per_material)
 
     def _last_leg(self, grid: Grid, density: Array, points_mm: Array, toward: Array) -> Array:
         """Optical depth per group of the last leg ending at each point, arriving along `toward`, (*b, g)."""
@@ -225,22 +223,32 @@ class Scene(eqx.Module):
             phi, psi = phi * lift, psi * lift
         return jnp.concatenate([phi, psi, toward], axis=-1)
 
-    def _at_voxels(self, values: Array, points_mm: Array, composition: Composition) -> Array:
-        """Scattered dose (Gy) at voxels from interpolated `_at_cells` values, (*v, 2 g + 3) -> (*v,)."""
-        g = (values.shape[-1] - 3) // 2
+    def _scatter_dose(self, cells: Array, interpolate, points_mm: Array, composition: Composition) -> Array:
+        """Scattered dose (Gy) at points from `_at_cells` values (c, 2 g + 3), where
+        `interpolate` maps per-cell values (c, n) to the points (*v, n).
+
+        Without a last leg the dose in each material is computed at the cells and
+        interpolated (fewer values to move than the fluence per group); with one, the
+        fluence is interpolated, attenuated over each point's last leg, then converted.
+        """
+        g = (cells.shape[-1] - 3) // 2
+        if self.last_leg_mm == 0:
+            return composition.select(interpolate(self._kerma(cells[..., :g], cells[..., g : 2 * g])))
+        values = interpolate(cells)
         phi, psi, toward = values[..., :g], values[..., g : 2 * g], values[..., 2 * g :]
-        if self.last_leg_mm > 0:
-            fine = basis_density(self.composition, self.basis)
-            drop = jnp.exp(-self._last_leg(self.grid, fine, points_mm, toward))
-            phi, psi = phi * drop, psi * drop
-        return self._kerma(phi, psi, composition)
+        fine = basis_density(self.composition, self.basis)
+        drop = jnp.exp(-self._last_leg(self.grid, fine, points_mm, toward))
+        return self._kerma(phi * drop, psi * drop, composition)
 
     def dose(self, params: PriorParams) -> PriorDose:
-        """Primary and scattered dose on the whole grid; scattered fluence is computed per
-        coarse cell and interpolated trilinearly to the voxels (each with its own mu_en)."""
+        """Primary and scattered dose on the whole grid; the scattered part is computed per
+        coarse cell and interpolated trilinearly to the voxels (see `_scatter_dose`)."""
+
+        def interpolate(values):
+            return resample_linear(values.reshape(self.coarse_grid.shape + (-1,)), self.coarse_grid, self.grid)
+
         cells = self._at_cells(params, None)
-        values = resample_linear(cells.reshape(self.coarse_grid.shape + (-1,)), self.coarse_grid, self.grid)
-        scatter = self._at_voxels(values, self.grid.voxel_centers_mm(), self.composition)
+        scatter = self._scatter_dose(cells, interpolate, self.grid.voxel_centers_mm(), self.composition)
         return PriorDose(self.primary, scatter, self.primary + scatter)
 
     def dose_at(self, params: PriorParams, index) -> PriorDose:
@@ -251,10 +259,15 @@ class Scene(eqx.Module):
         index = np.asarray(index, np.int64).reshape(-1, 3)
         points = _world(self.grid, index)
         cells, corner, weight = _corners(self.coarse_grid, points)
+        weight = jnp.asarray(weight, self.primary.dtype)
+
+        def interpolate(values):
+            return jnp.sum(weight[..., None] * values[corner], axis=1)
+
         values = self._at_cells(params, jnp.asarray(_world(self.coarse_grid, cells), self.primary.dtype))
-        values = jnp.sum(jnp.asarray(weight, self.primary.dtype)[..., None] * values[corner], axis=1)
         idx = jnp.asarray(index, jnp.int32)
-        scatter = self._at_voxels(values, jnp.asarray(points, self.primary.dtype), self.composition.at(idx))
+        points = jnp.asarray(points, self.primary.dtype)
+        scatter = self._scatter_dose(values, interpolate, points, self.composition.at(idx))
         primary = self.primary[idx[:, 0], idx[:, 1], idx[:, 2]]
         return PriorDose(primary, scatter, primary + scatter)
 
@@ -328,7 +341,7 @@ def prepare(
     step_mm: float | None = None,
     max_views: int = 32,
     group_kev: float = 10.0,
-    cell_mm: float = 32.0,
+    cell_mm: float | tuple[float, float, float] = (16.0, 32.0, 32.0),
     n_sources: int = 256,
     path_samples: int = 16,
     last_leg_mm: float | None = None,
@@ -344,7 +357,9 @@ def prepare(
         step_mm: ray step of the primary (default: the smallest voxel spacing).
         max_views: views kept from the trajectory (evenly spaced, weights kept).
         group_kev: width of the energy groups the spectrum is condensed to (keV).
-        cell_mm: size of the coarse cells for scatter sources and targets (mm).
+        cell_mm: size of the coarse cells for scatter sources and targets (mm), one for
+            all axes or (z, y, x); the default is finer along z, across which CT beams are
+            narrow (a 40 mm axial beam's scatter is smeared by 32 mm cells).
         n_sources: scatter sources: the cells that scatter most, each also carrying the
             emission of the other cells nearest to it (nothing is dropped).
         path_samples: attenuation samples along each scattered path.

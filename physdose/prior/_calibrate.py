@@ -136,8 +136,9 @@ def calibrate(
     from those with MC dose above 1 % of the maximum and relative uncertainty below
     `max_rel_sigma`, plus the same over organ doses whose uncertainty is below
     `organ_max_rel_sigma` (organ doses from up to `organ_points` sampled voxels per organ,
-    mass weighted); each term is weighted by 1 / (sigma^2 + noise_floor^2), and scenarios count
-    equally. The parameter-independent part of the prior is computed once per scenario.
+    mass weighted; organs made mostly of a shielding material are left out: a lead apron's own
+    dose is no tissue dose); each term is weighted by 1 / (sigma^2 + noise_floor^2), and
+    scenarios count equally. The parameter-independent part of the prior is computed once per scenario.
 
     Args:
         scenarios: (phantom, source) pairs.

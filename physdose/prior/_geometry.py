@@ -216,7 +216,7 @@ def axial_layout(
     focal = np.asarray(beam.focal_mm, np.float64)
     if not (np.allclose(axes[:, 2], [1.0, 0.0, 0.0], atol=1e-6) and np.allclose(axes[:, :2, 0], 0.0, atol=1e-6)):
         return None
-    corners = _corners(*(np.asarray(b, np.float64) for b in grid.bounds_mm))
+    corners = box_corners(*(np.asarray(b, np.float64) for b in grid.bounds_mm))
     r0 = np.min(np.einsum("vpi,vi->vp", corners[None] - focal[:, None], axes[:, 0]), axis=1)
     if np.any(r0 < step_mm):
         return None
@@ -242,8 +242,8 @@ def bev_shape(grid: Grid, window: Window, beam: Beam, step_mm: float) -> tuple[i
     if not is_concrete(beam.focal_mm, beam.axes, beam.tan_half):
         n = math.ceil(diag / step_mm) + 2
         return n, n, n
-    corners = _corners(*_window_bounds(grid, window))
-    grid_corners = _corners(lo, hi)
+    corners = box_corners(*_window_bounds(grid, window))
+    grid_corners = box_corners(lo, hi)
     n_r = n_a = n_b = 2
     half = np.asarray(beam.tan_half, np.float64)
     for f, c in zip(np.asarray(beam.focal_mm, np.float64), np.asarray(beam.axes, np.float64)[:, 0]):
@@ -263,5 +263,6 @@ def _window_bounds(grid: Grid, window: Window):
     return o + (np.asarray(window.start) - 0.5) * d, o + (np.asarray(window.stop) - 0.5) * d
 
 
-def _corners(lo, hi) -> np.ndarray:
+def box_corners(lo, hi) -> np.ndarray:
+    """The 8 corners (z, y, x) of the axis-aligned box [lo, hi] (mm), shape (8, 3)."""
     return np.array([[(lo, hi)[i][0], (lo, hi)[j][1], (lo, hi)[k][2]] for i in (0, 1) for j in (0, 1) for k in (0, 1)])

@@ -258,7 +258,7 @@ class Scene(eqx.Module):
         """
         index = np.asarray(index, np.int64).reshape(-1, 3)
         points = _world(self.grid, index)
-        cells, corner, weight = _corners(self.coarse_grid, points)
+        cells, corner, weight = _stencil(self.coarse_grid, points)
         weight = jnp.asarray(weight, self.primary.dtype)
 
         def interpolate(values):
@@ -277,7 +277,7 @@ def _world(grid: Grid, index: np.ndarray) -> np.ndarray:
     return np.asarray(grid.origin_mm) + np.asarray(index, float) * np.asarray(grid.spacing_mm)
 
 
-def _corners(grid: Grid, points_mm: np.ndarray):
+def _stencil(grid: Grid, points_mm: np.ndarray):
     """Trilinear stencil of `points_mm` on `grid` (clamped, as `trilinear(outside_zero=False)`).
 
     Returns (cells (u, 3) float indices, corner (n, 8) rows into cells, weight (n, 8)).

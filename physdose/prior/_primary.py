@@ -17,6 +17,7 @@ import numpy as np
 from jaxtyping import Array, Float
 
 from ..geometry._grid import Grid
+from ._geometry import box_corners
 
 STACKED_MAX_BYTES = 2**30
 """Largest table of cell corners `trilinear(stacked=True)` builds; a bigger volume is read corner by corner."""
@@ -116,9 +117,8 @@ class _Lattice(NamedTuple):
 def _lattice(grid, focal_mm, axes, aperture_lo, aperture_hi, targets_mm, bev, step_mm) -> _Lattice:
     c, u, w = axes
     n_r, n_a, n_b = bev
-    lo, hi = (jnp.asarray(b, targets_mm.dtype) for b in grid.bounds_mm)
-    corners = jnp.stack(jnp.meshgrid(*[jnp.stack([lo[i], hi[i]]) for i in range(3)], indexing="ij"), -1)
-    r0 = jnp.maximum(jnp.min((corners.reshape(-1, 3) - focal_mm[None]) @ c), 0.0)
+    corners = jnp.asarray(box_corners(*grid.bounds_mm), targets_mm.dtype)
+    r0 = jnp.maximum(jnp.min((corners - focal_mm[None]) @ c), 0.0)
     rel_t = targets_mm - focal_mm[None]
     depth_t = rel_t @ c
     r1 = jnp.maximum(jnp.max(depth_t), r0 + 1e-3)

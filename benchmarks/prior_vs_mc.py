@@ -12,13 +12,18 @@ accuracy  Calibrates `physdose.prior` on the patient's dose in the "calibration"
           irradiated z range), the gamma pass rate (3 %/3 mm, global, 10 % cutoff, within
           the body: voxels denser than 0.1 g/cm^3, normalised to the 99.9th percentile of
           the MC dose there), and Hp(10) at the physician's dosimeter sites.
+orders    Where the prior's error comes from (not run by default; an MC run of `--order-photons`
+          per scenario, cached): organ doses of the MC split by scatter order (unscattered,
+          scattered once, more often) against the prior's primary, its first scatter alone
+          (scale 1, no build-up) and the calibrated scattered dose, for `--only` scenarios
+          (default ct_chest_f1, 120 kVp, and ct_chest_m4, 80 kVp).
 inverse   Recovers a tube's added aluminium filtration from MC measurements: the transmission
           through an aluminium step wedge (HVL-style) and a depth-dose curve in water.
 
 Needs the MC references: `python benchmarks/prior_scenarios.py` (about an hour on 2 cores).
 
-    python benchmarks/prior_vs_mc.py [speed] [speed128] [accuracy] [inverse] [--save PRIOR.json | --load PRIOR.json]
-        [--fit-on NAME ...] [--only NAME ...]
+    python benchmarks/prior_vs_mc.py [speed] [speed128] [accuracy] [orders] [inverse]
+        [--save PRIOR.json | --load PRIOR.json] [--fit-on NAME ...] [--only NAME ...] [--order-photons N]
 """
 
 import argparse
@@ -29,7 +34,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 from _machine import describe
-from prior_scenarios import SCENARIOS, build, load_reference
+from prior_scenarios import CACHE, SCENARIOS, build, load_reference
 
 import physdose as pd
 
@@ -139,6 +144,41 @@ def accuracy(save: str | None, load: str | None, only: list[str] | None = None, 
             total = np.asarray(jax.block_until_ready(out.total))
             seconds = time.perf_counter() - t0
             report(name, phantom, ref, total, np.asarray(out.scatter), seconds)
+
+
+def by_order(names: list[str], n_photons: int, prior) -> None:
+    """MC dose by scatter order against the prior's parts, per organ inside the scan range."""
+    for name in names:
+        phantom, source, kwargs = build(name)
+        path = CACHE / f"orders_{name}_{n_photons:.0e}.npz"
+        if not path.is_file():
+            t0 = time.perf_counter()
+            r = pd.mc.simulate(
+                phantom,
+                source,
+                n_photons=n_photons,
+                key=jax.random.key(7),
+                by_scatter_order=True,
+                lanes=32768,
+                **kwargs,
+            )
+            np.savez(path, dose_by_order_gy=np.asarray(r.dose_by_order_gy), seconds=time.perf_counter() - t0)
+        mc = [organ_doses(d, phantom) for d in np.load(path)["dose_by_order_gy"]]
+        scene = pd.prior.prepare(phantom, source, **prior.options)
+        calibrated = scene.dose(prior.params)
+        first = scene.dose(pd.prior.PriorParams(log_buildup_a=(-60.0, 0.0)))  # exp(-60): no build-up
+        primary, once, scatter = (
+            organ_doses(a, phantom) for a in (calibrated.primary, first.scatter, calibrated.scatter)
+        )
+        print(f"\n{name} ({n_photons:.0e} MC photons): MC shares by scatter order and prior / MC per part")
+        print(
+            f"  {'organ':12s} {'MC 0':>6s} {'MC 1':>6s} {'MC 2+':>6s} {'primary':>8s} {'1st sc.':>8s} {'scatter':>8s}"
+        )
+        for organ in in_scan_organs(phantom, load_reference(name)):
+            m0, m1, m2 = (m[organ] for m in mc)
+            total = m0 + m1 + m2
+            print(f"  {organ:12s} {m0 / total:6.2f} {m1 / total:6.2f} {m2 / total:6.2f} {primary[organ] / m0:8.3f}"
+                  f" {once[organ] / m1:8.3f} {scatter[organ] / (m1 + m2):8.3f}")  # fmt: skip
 
 
 def _near_field(ref: dict) -> dict:
@@ -299,12 +339,16 @@ def main():
     parser.add_argument("--load", default=None, help="evaluate this saved prior instead of calibrating")
     parser.add_argument("--only", nargs="+", default=None, help="evaluate only these scenarios")
     parser.add_argument("--fit-on", nargs="+", default=None, help="calibrate on these scenarios (default: role)")
+    parser.add_argument("--order-photons", type=int, default=4_000_000, help="MC photons of the `orders` runs")
     args = parser.parse_args()
     print(describe(physdose=pd.__version__))
     if "speed" in args.parts:
         speed(args.mc_photons)
     if "accuracy" in args.parts:
         accuracy(args.save, args.load, args.only, args.fit_on)
+    if "orders" in args.parts:
+        prior = pd.prior.Prior.load(args.load) if args.load else pd.prior.Prior.default()
+        by_order(args.only or ["ct_chest_f1", "ct_chest_m4"], args.order_photons, prior)
     if "speed128" in args.parts:
         speed_128()
     if "inverse" in args.parts:

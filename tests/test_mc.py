@@ -116,6 +116,31 @@ def test_compton_energy_follows_from_the_angle(getkey):
     np.testing.assert_allclose(e_out, 80.0 / (1 + 80.0 / 510.99895 * (1 - cos)), rtol=1e-5)
 
 
+def test_dose_by_scatter_order_splits_the_same_run_and_its_primary_part_is_primary_kerma(getkey):
+    t_mm = 20.0
+    phantom = _slab(thickness_mm=t_mm, width=60.0)
+    source = pd.sources.PencilBeam(MONO60, (0.0, -200.0, 0.0), (0.0, 1.0, 0.0))
+    key = getkey()
+    kwargs = dict(n_photons=100_000, key=key, lanes=8192, world_medium=None)
+    split = pd.mc.simulate(phantom, source, by_scatter_order=True, **kwargs)
+    whole = pd.mc.simulate(phantom, source, **kwargs)
+    assert whole.dose_by_order_gy is None
+    np.testing.assert_allclose(split.dose_gy, whole.dose_gy, rtol=1e-5, atol=1e-30)  # the same photons
+    by_order = np.asarray(split.dose_by_order_gy, np.float64)
+    np.testing.assert_allclose(by_order.sum(axis=0), split.dose_gy, rtol=1e-5, atol=1e-30)
+    # unscattered photons impart energy only on the pencil's line (the central x column)...
+    off_axis = np.ones(phantom.grid.shape, bool)
+    off_axis[5:7, :, 5:7] = False
+    assert by_order[0][off_axis].max() == 0.0 and by_order[1][off_axis].sum() > 0
+    # ... and as much as their kerma: E (mu_en / mu) (1 - exp(-mu t)) per source photon
+    water = pd.materials.get("water")
+    mu_mm = float(water.mu_per_mm(60.0))
+    expected_kev = 60.0 * float(water.mu_en_cm2_g(60.0) / water.mu_cm2_g(60.0)) * (1 - np.exp(-mu_mm * t_mm))
+    unscattered_kev = split.deposited_kev * by_order[0].sum() / by_order.sum()
+    assert unscattered_kev == pytest.approx(expected_kev, rel=0.03)
+    assert by_order[2].sum() < by_order[1].sum()  # a thin slab: most scattered photons escape after one
+
+
 def test_relative_error_falls_as_inverse_square_root_of_n(getkey):
     phantom = _slab(width=60.0, spacing=10.0)
     source = pd.sources.PencilBeam(MONO60, (0.0, -200.0, 0.0), (0.0, 1.0, 0.0))

@@ -41,6 +41,10 @@ class MCResult(eqx.Module):
             per source photon, shape (p, 4); with `disks_rel_sigma` likewise.
         n_photons: source photons simulated; n_batches: statistical batches.
         steps: Woodcock steps taken (all lanes, summed over chunks); interactions: real ones.
+        dose_by_order_gy: with `simulate(..., by_scatter_order=True)`, `dose_gy` split by
+            the photons that imparted it: unscattered, scattered once, scattered twice or
+            more (coherent scatterings count), shape (3, z, y, x), summing to `dose_gy`;
+            otherwise None.
     """
 
     grid: Grid
@@ -58,6 +62,7 @@ class MCResult(eqx.Module):
     n_batches: int = eqx.field(static=True)
     steps: int = eqx.field(static=True)
     interactions: int = eqx.field(static=True)
+    dose_by_order_gy: Float[Array, "3 z y x"] | None = None
 
     @property
     def sigma_gy(self) -> Float[Array, "z y x"]:
@@ -81,6 +86,7 @@ class MCResult(eqx.Module):
             medium_kev=self.medium_kev * k,
             incident_kev=self.incident_kev * k,
             disks=self.disks * k,
+            dose_by_order_gy=None if self.dose_by_order_gy is None else self.dose_by_order_gy * k,
         )
 
 
@@ -99,6 +105,7 @@ def simulate(
     splitting: ScatterSplitting | None = None,
     majorant_block_voxels: int | None = None,
     progress: bool = False,
+    by_scatter_order: bool = False,
     max_steps_per_chunk: int = 10_000_000,
 ) -> MCResult:
     """Monte Carlo photon transport of `n_photons` source photons through `phantom`.
@@ -133,6 +140,8 @@ def simulate(
             chooses 8-voxel blocks where they are expected to save flight steps (thin lead
             layers in a room) and a global majorant otherwise.
         progress: show a progress bar over batches.
+        by_scatter_order: also return the dose split by scatter order (`MCResult.dose_by_order_gy`;
+            triples the tally's memory).
 
     Returns:
         MCResult per source photon.
@@ -179,7 +188,9 @@ def simulate(
 
     shape = phantom.grid.shape
     coarse_shape = tuple(n // f for n, f in zip(shape, factor))
+    orders = 3 if by_scatter_order else 1
     e_sum = np.zeros(math.prod(coarse_shape))
+    order_sum = np.zeros((orders, math.prod(coarse_shape)))
     e_sq = np.zeros_like(e_sum)
     organ_sum = np.zeros(len(organ_names) + 1)
     organ_sq = np.zeros(len(organ_names) + 1)
@@ -189,10 +200,12 @@ def simulate(
     sizes = []
 
     def collect(b, budget, t):
-        nonlocal e_sum, e_sq, organ_sum, organ_sq, disk_sum, disk_sq
+        nonlocal e_sum, e_sq, order_sum, organ_sum, organ_sq, disk_sum, disk_sq
         if int(t.started) != budget:
             raise RuntimeError(f"batch {b} started {int(t.started)} of {budget} photons (max_steps_per_chunk reached?)")
-        e_fine = np.asarray(t.energy_kev, dtype=np.float64) / budget  # per source photon in this batch
+        by_order = np.asarray(t.energy_kev, dtype=np.float64).reshape(orders, -1) / budget  # per photon, this batch
+        order_sum += np.stack([_coarsen(o.reshape(shape), factor).ravel() for o in by_order]) * budget
+        e_fine = by_order.sum(axis=0)
         e = _coarsen(e_fine.reshape(shape), factor).ravel()
         e_sum += e * budget
         e_sq += e**2 * budget
@@ -232,6 +245,7 @@ def simulate(
             max_steps=max_steps_per_chunk,
             disks=dk,
             steering=st,
+            orders=orders,
         )  # dispatched asynchronously
         in_flight.append((b, budget, tally))
         done += budget
@@ -260,6 +274,7 @@ def simulate(
     mass_kg = _coarsen(rho.astype(np.float64) * phantom.grid.voxel_volume_mm3 * 1e-6, factor).ravel()
     with np.errstate(divide="ignore", invalid="ignore"):
         dose = np.where(mass_kg > 0, energy * KEV_TO_J / mass_kg, 0.0)
+        dose_by_order = np.where(mass_kg > 0, order_sum / done * KEV_TO_J / mass_kg, 0.0)
     dtype = phantom.density_g_cm3.dtype
     grid = _coarse_grid(phantom.grid, factor)
     return MCResult(
@@ -278,6 +293,7 @@ def simulate(
         len(sizes),
         totals["steps"],
         totals["interactions"],
+        jnp.asarray(dose_by_order.reshape((orders,) + coarse_shape), dtype) if by_scatter_order else None,
     )
 
 

@@ -246,7 +246,7 @@ def _block_of(world: World, pos: Float[Array, "n 3"]):
 class ChunkTally(eqx.Module):
     """What one chunk of source photons leaves behind (sums over its photons)."""
 
-    energy_kev: Float[Array, " v"]  # energy imparted per voxel
+    energy_kev: Float[Array, " ov"]  # energy imparted per voxel; o = 1, or 3 by scatter order (0, 1, >= 2), flat
     medium_kev: Float[Array, ""]  # energy imparted in the world medium outside the grid
     escaped_kev: Float[Array, ""]
     incident_kev: Float[Array, ""]
@@ -279,8 +279,13 @@ def run_chunk(
     max_steps: int,
     disks: Disks | None,
     steering: Steering | None = None,
+    orders: int = 1,
 ) -> ChunkTally:
-    """Transport `budget` source photons from `beam` through `world` with `lanes` lanes."""
+    """Transport `budget` source photons from `beam` through `world` with `lanes` lanes.
+
+    `orders` = 3 tallies the energy imparted separately by photons scattered 0, 1 and
+    2 or more times; 1 tallies it all together.
+    """
     dtype = world.density_g_cm3.dtype
     zeros = jnp.zeros(lanes, dtype)
     empty = jnp.zeros(lanes, bool)
@@ -300,7 +305,7 @@ def run_chunk(
     count = jnp.zeros((), jnp.int32)
     n_planes = 0 if disks is None else len(disks)
     tally = ChunkTally(
-        jnp.zeros(world.material_ids.shape, dtype),
+        jnp.zeros(orders * world.material_ids.shape[0], dtype),
         scalar,
         scalar,
         scalar,
@@ -462,7 +467,10 @@ def _step(world: World, state: PhotonState, bank, tally: ChunkTally, key, cutoff
             split_now, jnp.where(copy_below, e, e - copy_e) * copy_w, 0.0
         )
         deposits = deposits | split_now
-    energy = tally.energy_kev.at[flat].add(jnp.where(deposits & inside, deposit, 0.0))
+    slot = flat
+    if tally.energy_kev.shape[0] > world.material_ids.shape[0]:  # by scatter order, still one flat scatter-add
+        slot = jnp.minimum(state.interactions, 2) * world.material_ids.shape[0] + flat
+    energy = tally.energy_kev.at[slot].add(jnp.where(deposits & inside, deposit, 0.0))
     in_medium = jnp.sum(jnp.where(deposits & ~inside, deposit, 0.0))
     scatter = (do_inc | do_coh) & ~below
     state = PhotonState(

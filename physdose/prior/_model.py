@@ -32,7 +32,7 @@ from ._geometry import (
 )
 from ._medium import AttenuationBasis, Composition, basis_density, medium_data
 from ._primary import axial_columns, axial_line_integrals, line_integrals, outside_path_mm, resample_linear
-from ._scatter import last_leg_tau, scattered_fluence, self_distance2_mm2
+from ._scatter import last_leg_tau, scattered_fluence
 
 NEGLIGIBLE = 1e-15
 """Scattered photons per source photon below which a source or group counts as empty (mean
@@ -130,7 +130,8 @@ class Scene(eqx.Module):
         source_mm: scatter source positions (emission centroids), shape (s, 3).
         n0, n1, q: angular moments of the scattered photons per source and group.
         scattered_kev: mean scattered photon energy per source and group, shape (s, g).
-        r0_2: self-distance squared of each source (mm^2), from the spread of its emission.
+        source_var_mm2: variance of each source's emission about its centroid per axis (mm^2),
+            shape (s, 3).
         path_samples: attenuation samples per scattered path.
         last_leg_mm: final stretch of the scattered paths attenuated on the fine grid (mm;
             0: none), see `physdose.prior._scatter`.
@@ -150,7 +151,7 @@ class Scene(eqx.Module):
     n1: Float[Array, "s g 3"]
     q: Float[Array, "s g 3 3"]
     scattered_kev: Float[Array, "s g"]
-    r0_2: Float[Array, " s"]
+    source_var_mm2: Float[Array, "s 3"]
     path_samples: int = eqx.field(static=True)
     last_leg_mm: float = eqx.field(static=True, default=0.0)
 
@@ -168,7 +169,7 @@ class Scene(eqx.Module):
             self.basis.at,
             self.scattering_basis.at,
             params.attenuation,
-            self.r0_2,
+            self.source_var_mm2,
             self.path_samples,
         )
 
@@ -408,10 +409,17 @@ def prepare(
         [table.mu_en_cm2_g(m[:, None], energy[None]), sigma_s, sigma_s * c1, sigma_s * c2, sigma_s * ratio], -1
     )  # (m, g, 5)
     local = _take(composition, window).mix(per_material)  # (wz, wy, wx, g, 5)
-    mu_en = local[..., 0]  # cm^2/g
+    # Each voxel's mean fluence: the value at its centre times the mean of exp(mu s) over its
+    # chord, s uniform in [-l/2, l/2]: sinh(mu l / 2) / (mu l / 2), with l^2 = sum h^2 / 3 the mean
+    # over directions of the chord's squared extent sum h_i^2 u_i^2 (exact for cubic voxels).
+    # Past mu l / 2 = 20 the fluence at the centre is below e^-20 anyway.
+    chord_mm = math.sqrt(sum(h * h for h in grid.spacing_mm) / 3.0)
+    own_mu = window.take(rho_basis) @ basis_e.T  # (wz, wy, wx, g) 1/cm
+    voxel_mean = jnp.exp(log_sinhc(jnp.minimum(0.05 * chord_mm * own_mu, 20.0)))
+    mu_en = local[..., 0] * voxel_mean  # cm^2/g, per unit fluence at the centre
     rho = window.take(composition.density_g_cm3)
     # photons scattered per unit fluence: [n0, c1 n0, c2 n0, (E'/E) n0], shape (wz, wy, wx, g, 4)
-    scattering = local[..., 1:] * (rho * 0.1 * grid.voxel_volume_mm3)[..., None, None]
+    scattering = local[..., 1:] * (voxel_mean * rho[..., None] * 0.1 * grid.voxel_volume_mm3)[..., None]
     points = window.centers_mm(grid)  # (wz, wy, wx, 3)
     cell_points = _pool(points, cell) / math.prod(cell)  # (cz, cy, cx, 3)
     mu_medium = _medium_mu_per_mm(world_medium, energy)
@@ -449,13 +457,13 @@ def prepare(
         dose_v = jnp.sum(kerma_gy(fluence, energy[None], mu_en_v), axis=-1)
         emitted = fluence[..., None] * scattering_v
         total = jnp.sum(emitted[..., 0], axis=1)
-        position = jnp.concatenate([pts, jnp.sum(pts**2, axis=-1, keepdims=True)], -1)  # (x, |x|^2)
+        position = jnp.concatenate([pts, pts**2], -1)  # (x, x^2) per axis
         pooled = _pool(
             jnp.concatenate([emitted.reshape(-1, 4 * g), total[:, None] * position], -1).reshape(
                 (slab,) + window.shape[1:] + (-1,)
             ),
             cell,
-        )  # (slab cells, cy, cx, 4 g + 4)
+        )  # (slab cells, cy, cx, 4 g + 6)
         emitted, weighted = pooled[..., : 4 * g].reshape(pooled.shape[:3] + (g, 4)), pooled[..., 4 * g :]
         d = jax.lax.dynamic_slice_in_dim(cell_points, first_cell, slab_cells, axis=0) - f[None, None, None]
         d = d / jnp.linalg.norm(d, axis=-1, keepdims=True)
@@ -474,7 +482,7 @@ def prepare(
     cells = cell_points.shape[:3]
     init = tuple(
         jnp.zeros(shape, dtype)
-        for shape in (window.shape, cells + (g,), cells + (g, 3), cells + (g, 3, 3), cells + (g,), cells + (4,))
+        for shape in (window.shape, cells + (g,), cells + (g, 3), cells + (g, 3, 3), cells + (g,), cells + (6,))
     )
     views = (jnp.arange(beam.num_views), jnp.asarray(slab_starts), jnp.asarray(z_rows))
     carry, _ = jax.lax.scan(one_view, init, views)
@@ -500,8 +508,8 @@ def prepare(
     s = jnp.sum(n0, axis=1)
     safe_s = jnp.where(s > NEGLIGIBLE, s, 1.0)[:, None]
     source_mm = jnp.where((s > NEGLIGIBLE)[:, None], weighted_pos[:, :3] / safe_s, cell_points[top])
-    spread = jnp.maximum(weighted_pos[:, 3] / safe_s[:, 0] - jnp.sum(source_mm**2, axis=-1), 0.0)
-    voxel_spread = sum(d**2 for d in grid.spacing_mm) / 12.0  # <|x - centre|^2> within one voxel
+    voxel_var = jnp.asarray(grid.spacing_mm, dtype) ** 2 / 12.0  # a uniform voxel's variance per axis
+    source_var = jnp.maximum(weighted_pos[:, 3:] / safe_s - source_mm**2, 0.0) + voxel_var[None]
     scattered_kev = energy[None] * jnp.where(n0 > NEGLIGIBLE, n_ratio / jnp.where(n0 > NEGLIGIBLE, n0, 1.0), 1.0)
 
     target = whole_grid(grid, cell)
@@ -523,10 +531,17 @@ def prepare(
         n1=n1,
         q=q,
         scattered_kev=scattered_kev,
-        r0_2=self_distance2_mm2(spread + voxel_spread),
+        source_var_mm2=source_var,
         path_samples=path_samples,
         last_leg_mm=float(last_leg_mm),
     )
+
+
+def log_sinhc(x: Array) -> Array:
+    """ln(sinh(x) / x) for x >= 0, elementwise (as x + ln((1 - e^-2x) / 2x)), with finite gradients at 0."""
+    small = x < 1e-2
+    safe = jnp.where(small, 1.0, x)
+    return jnp.where(small, x**2 / 6.0, safe + jnp.log(-jnp.expm1(-2.0 * safe) / (2.0 * safe)))
 
 
 def _footprint(rel_mm: Float[Array, "n 3"], axes: Float[Array, "3 3"], spacing_mm: Array) -> Float[Array, "n 2"]:

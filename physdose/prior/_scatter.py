@@ -18,8 +18,9 @@ Model (a point-kernel method; Shultis & Faw, *Radiation Shielding*, 2000, ch. 8)
 * Transport to each target. Uncollided scattered fluence is n(Omega) exp(-tau) / r^2
   with tau the line integral of mu at the scattered energy (the mean energy after one
   scattering) along the straight path, sampled at `path_samples` points on a coarse
-  grid. 1/r^2 becomes 1/(r^2 + r0^2), with r0 from the spread of the source's emission
-  about its centroid, so a uniform sphere gets its exact mean self-fluence.
+  grid. 1/r^2 becomes its mean over the source's emission and the target cell, both
+  taken as Gaussians with their per-axis variances (`blob_inverse_square`): a target
+  gets its cell's mean, which is what interpolating to the voxels needs.
 * Multiple scatter. The fluence is multiplied by a Berger build-up factor
   B = 1 + a tau_s exp(b tau_s) (Berger 1956; the form used for point-kernel build-up
   in ANSI/ANS-6.4.3) and by an overall scale kappa; a, b and kappa depend smoothly on
@@ -47,15 +48,33 @@ from jaxtyping import Array, Float
 from ..geometry._grid import Grid
 from ._primary import bilinear, cell_of, trilinear
 
+DAWSON_OVER_Z = ((0.13730038, 0.02979734, 0.01509082), (0.79571331, 0.33054256, 0.04172102))
+"""D(z) / z ~ (1 + p1 t + p2 t^2 + p3 t^3) / (1 + q1 t + q2 t^2 + q3 t^3 + 2 p3 t^4), t = z^2: least
+squares in relative error against scipy.special.dawsn on t in [0, 1e5] (max 7.4e-4, tested)."""
 
-def self_distance2_mm2(spread_mm2: Float[Array, "*s"]) -> Float[Array, "*s"]:
-    """r0^2 for a source whose emission has mean squared distance `spread_mm2` from its centroid.
 
-    A uniform sphere of radius R has <|x - c|^2> = 3 R^2 / 5 and mean fluence 3 R / 4 per
-    unit source density, i.e. the point-source value 1 / (4 pi r0^2) with r0^2 = 4 R^2 / 9;
-    so r0^2 = (20 / 27) <|x - c|^2>.
+def blob_inverse_square(
+    r2: Float[Array, "*b"], omega: Float[Array, "*b 3"], variance_mm2: Float[Array, "*b 3"]
+) -> Float[Array, "*b"]:
+    """Mean of 1 / |x|^2 for x Gaussian about a point at distance sqrt(r2) in direction omega,
+    with per-axis variance `variance_mm2` (1/mm^2): a point source's 1/r^2 spread over an
+    emitting blob and a target cell.
+
+    With v the mean variance, the isotropic Gaussian gives exactly D(z) / (z v), z^2 = r^2 / 2v
+    (D: Dawson's integral; 1/v at r = 0, (1 + v/r^2) / r^2 far away), here by a rational
+    function of z^2 fitted to it (`DAWSON_OVER_Z`, within 8e-4 everywhere, with D's far-field
+    limit 1 / 2z^2 built in; a fraction of the cost of `jax.scipy.special.dawsn`). Anisotropy adds
+    4 (omega^T V omega - v) r^2 / (r^2 + 1.5 v)^3: far away the exact second-order term (spread
+    along the line of sight raises the mean, spread across it lowers it), nothing at r = 0 and
+    for an isotropic blob. Against the exact 1-D integral: within 13 % for variances in the
+    ratio 1 : 1.75 (a (16, 32, 32) mm cell), within 45 % for 1 : 20 (tested).
     """
-    return (20.0 / 27.0) * spread_mm2
+    v = jnp.mean(variance_mm2, axis=-1)
+    t = r2 / (2.0 * v)
+    (p1, p2, p3), (q1, q2, q3) = DAWSON_OVER_Z
+    isotropic = (1.0 + t * (p1 + t * (p2 + t * p3))) / (v * (1.0 + t * (q1 + t * (q2 + t * (q3 + t * 2.0 * p3)))))
+    along = jnp.sum(omega**2 * variance_mm2, axis=-1)
+    return isotropic + 4.0 * (along - v) * r2 / (r2 + 1.5 * v) ** 3
 
 
 def scattered_fluence(
@@ -71,7 +90,7 @@ def scattered_fluence(
     basis_at,
     scattering_basis_at,
     attenuation,
-    r0_2: Float[Array, " s"],
+    source_var_mm2: Float[Array, "s 3"],
     path_samples: int,
     block: int = 512,
 ) -> tuple[Float[Array, "t g"], Float[Array, "t g"], Float[Array, "t 3"]]:
@@ -88,7 +107,8 @@ def scattered_fluence(
         energy_kev: scattered photon energy per source and group, shape (s, g).
         basis_at, scattering_basis_at: energy (keV) -> basis values (..., k) and (..., j).
         attenuation: (tau, tau_s, energy_kev) -> kappa B(tau_s) exp(-tau), elementwise.
-        r0_2: self-distance squared of each source (mm^2).
+        source_var_mm2: per-axis variance of each source's emission about it (mm^2); each
+            target is spread over its coarse cell likewise (see `blob_inverse_square`).
         path_samples: attenuation samples per path (midpoint rule).
         block: targets per vectorised block.
     """
@@ -98,6 +118,7 @@ def scattered_fluence(
     dtype = source_mm.dtype
     frac = (jnp.arange(path_samples, dtype=dtype) + 0.5) / path_samples
     # Legendre features of the direction, [1, Omega, Omega Omega^T], against the moments [n0, 3 n1, 5 Q]
+    variance = (source_var_mm2 + (jnp.asarray(coarse_grid.spacing_mm, dtype) ** 2 / 12.0)[None])[None]  # (1, s, 3)
     moments = jnp.concatenate([n0[..., None], 3.0 * n1, 5.0 * q.reshape(q.shape[:2] + (9,))], -1) / (4.0 * math.pi)
 
     def transport(t, mean_mu):  # targets (b, 3), mean basis densities along each path (b, s, k + j)
@@ -113,7 +134,9 @@ def scattered_fluence(
             -1,
         )
         angular = jnp.maximum(jnp.einsum("bsm,sgm->bsg", features, moments), 0.0)
-        kernel = angular * attenuation(tau, tau_s, energy_kev[None]) / (r2 + r0_2[None])[..., None]
+        kernel = (
+            angular * attenuation(tau, tau_s, energy_kev[None]) * blob_inverse_square(r2, omega, variance)[..., None]
+        )
         energy = kernel * energy_kev[None]
         toward = -jnp.einsum("bs,bsi->bi", jnp.sum(energy, axis=-1), omega)
         return jnp.sum(kernel, axis=1), jnp.sum(energy, axis=1), toward

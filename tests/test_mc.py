@@ -121,7 +121,7 @@ def test_dose_by_scatter_order_splits_the_same_run_and_its_primary_part_is_prima
     phantom = _slab(thickness_mm=t_mm, width=60.0)
     source = pd.sources.PencilBeam(MONO60, (0.0, -200.0, 0.0), (0.0, 1.0, 0.0))
     key = getkey()
-    kwargs = dict(n_photons=100_000, key=key, lanes=8192, world_medium=None)
+    kwargs = dict(n_photons=40_000, key=key, lanes=4096, world_medium=None)
     split = pd.mc.simulate(phantom, source, by_scatter_order=True, **kwargs)
     whole = pd.mc.simulate(phantom, source, **kwargs)
     assert whole.dose_by_order_gy is None

@@ -189,9 +189,8 @@ def simulate(
     shape = phantom.grid.shape
     coarse_shape = tuple(n // f for n, f in zip(shape, factor))
     orders = 3 if by_scatter_order else 1
-    e_sum = np.zeros(math.prod(coarse_shape))
-    order_sum = np.zeros((orders, math.prod(coarse_shape)))
-    e_sq = np.zeros_like(e_sum)
+    order_sum = np.zeros((orders, math.prod(coarse_shape)))  # energy imparted, summed over photons
+    e_sq = np.zeros(math.prod(coarse_shape))
     organ_sum = np.zeros(len(organ_names) + 1)
     organ_sq = np.zeros(len(organ_names) + 1)
     disk_sum = np.zeros((len(disks), 4))
@@ -200,15 +199,14 @@ def simulate(
     sizes = []
 
     def collect(b, budget, t):
-        nonlocal e_sum, e_sq, order_sum, organ_sum, organ_sq, disk_sum, disk_sq
+        nonlocal e_sq, order_sum, organ_sum, organ_sq, disk_sum, disk_sq
         if int(t.started) != budget:
             raise RuntimeError(f"batch {b} started {int(t.started)} of {budget} photons (max_steps_per_chunk reached?)")
         by_order = np.asarray(t.energy_kev, dtype=np.float64).reshape(orders, -1) / budget  # per photon, this batch
-        order_sum += np.stack([_coarsen(o.reshape(shape), factor).ravel() for o in by_order]) * budget
+        coarse = np.stack([_coarsen(o.reshape(shape), factor).ravel() for o in by_order])
+        order_sum += coarse * budget
+        e_sq += coarse.sum(axis=0) ** 2 * budget
         e_fine = by_order.sum(axis=0)
-        e = _coarsen(e_fine.reshape(shape), factor).ravel()
-        e_sum += e * budget
-        e_sq += e**2 * budget
         org = np.bincount(voxel_organ, weights=e_fine, minlength=len(organ_names) + 1)
         organ_sum += org * budget
         organ_sq += org**2 * budget
@@ -268,7 +266,7 @@ def simulate(
         with np.errstate(divide="ignore", invalid="ignore"):
             return mean, np.where(mean > 0, np.sqrt(var_mean) / mean, np.inf)
 
-    energy, rel = mean_and_rel_sigma(e_sum, e_sq)
+    energy, rel = mean_and_rel_sigma(order_sum.sum(axis=0), e_sq)
     organ, organ_rel = mean_and_rel_sigma(organ_sum, organ_sq)
     disk, disk_rel = mean_and_rel_sigma(disk_sum, disk_sq)
     mass_kg = _coarsen(rho.astype(np.float64) * phantom.grid.voxel_volume_mm3 * 1e-6, factor).ravel()

@@ -103,6 +103,24 @@ def test_blob_kernel_is_the_mean_inverse_square_over_a_gaussian():
     assert float(blob_inverse_square(jnp.asarray(0.0), jnp.zeros(3), jnp.full(3, 40.0))) == pytest.approx(1 / 40)
 
 
+def test_attenuation_averaged_over_a_spread_source_is_the_gaussian_mean(x64):
+    """`PriorParams.attenuation` with depth spreads (sd, sd_s) equals the mean over x ~ N(0, 1) of
+    kappa B exp(-t) = kappa exp(-t) (1 + a t_s exp(b t_s)) at depths (t, t_s) = (tau - sd x, tau_s - sd_s x)
+    (Gauss-Hermite, 40 nodes), and a source spread along the path raises the transmission (Jensen)."""
+    params = pd.prior.PriorParams(log_scale=(0.3, 0.2), log_buildup_a=(0.3, 0.4), buildup_b=(0.35, 0.01))
+    x, w = np.polynomial.hermite_e.hermegauss(40)
+    w = w / w.sum()
+    cases = ((2.0, 1.5, 0.8, 0.6, 40.0), (5.0, 4.0, 1.5, 1.2, 70.0), (0.5, 0.1, 0.3, 0.05, 25.0))
+    for tau, tau_s, sd, sd_s, e in cases:
+        u = np.log(e / 60.0)
+        kappa, a, b = (np.exp(0.3 + 0.2 * u), np.exp(0.3 + 0.4 * u), 0.35 + 0.01 * u)
+        t, t_s = tau - sd * x, tau_s - sd_s * x
+        want = np.sum(w * kappa * np.exp(-t) * (1.0 + a * t_s * np.exp(b * t_s)))
+        got = float(params.attenuation(jnp.asarray(tau), jnp.asarray(tau_s), jnp.asarray(e), sd, sd_s))
+        assert got == pytest.approx(want, rel=1e-9)
+        assert got > float(params.attenuation(jnp.asarray(tau), jnp.asarray(tau_s), jnp.asarray(e)))
+
+
 def covered_fraction(phantom, field_mm=60.0, focal_y=-400.0):
     """Closed form: the share of each voxel's (z, x) extent inside the `cone()` field at its depth."""
     z, y, x = (np.asarray(a) for a in phantom.grid.axes_mm())

@@ -65,10 +65,16 @@ class PriorParams(eqx.Module):
             if getattr(self, name).shape != (2,):
                 raise ValueError(f"{name} must have shape (2,), got {getattr(self, name).shape}")
 
-    def attenuation(self, tau: Array, tau_s: Array, energy_kev: Array) -> Array:
-        """kappa(E) B(tau_s, E) exp(-tau) = kappa exp(-tau) (1 + a tau_s exp(b tau_s)), elementwise.
+    def attenuation(
+        self, tau: Array, tau_s: Array, energy_kev: Array, sd_tau: Array | float = 0.0, sd_tau_s: Array | float = 0.0
+    ) -> Array:
+        """kappa(E) B(tau_s, E) exp(-tau) = kappa exp(-tau) (1 + a tau_s exp(b tau_s)), elementwise,
+        averaged over the depths (tau - sd_tau x, tau_s - sd_tau_s x), x ~ N(0, 1): a source spread
+        along the path (zero spreads: the kernel itself).
 
-        tau is the path's total optical depth, tau_s its scattering part (<= tau).
+        tau is the path's total optical depth, tau_s its scattering part (<= tau). In closed form,
+        E[exp(-tau + sd x)] = exp(-tau + sd^2 / 2) and, with l = sd_tau - b sd_tau_s,
+        E[(tau_s - sd_s x) exp(l x)] = (tau_s - sd_s l) exp(l^2 / 2).
         """
         x = jnp.log(jnp.maximum(energy_kev, 1.0) / REFERENCE_ENERGY_KEV)
 
@@ -76,8 +82,10 @@ class PriorParams(eqx.Module):
             return p[0] + p[1] * x
 
         b = jnp.minimum(at(self.buildup_b), 0.9)
-        buildup = jnp.exp(at(self.log_buildup_a)) * tau_s * jnp.exp(b * tau_s - tau)
-        return jnp.exp(at(self.log_scale)) * (jnp.exp(-tau) + buildup)
+        slope = sd_tau - b * sd_tau_s
+        spread_tau_s = jnp.maximum(tau_s - sd_tau_s * slope, 0.0)
+        buildup = jnp.exp(at(self.log_buildup_a)) * spread_tau_s * jnp.exp(b * tau_s - tau + 0.5 * slope**2)
+        return jnp.exp(at(self.log_scale)) * (jnp.exp(0.5 * jnp.square(sd_tau) - tau) + buildup)
 
 
 CALIBRATION = ("physdose.prior", "data", "calibrated.json")

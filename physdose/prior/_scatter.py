@@ -20,7 +20,10 @@ Model (a point-kernel method; Shultis & Faw, *Radiation Shielding*, 2000, ch. 8)
   scattering) along the straight path, sampled at `path_samples` points on a coarse
   grid. 1/r^2 becomes its mean over the source's emission and the target cell, both
   taken as Gaussians with their per-axis variances (`blob_inverse_square`): a target
-  gets its cell's mean, which is what interpolating to the voxels needs.
+  gets its cell's mean, which is what interpolating to the voxels needs. The
+  attenuation is averaged over the source's spread along the path likewise (its depths
+  shift by the source cell's mu times a Gaussian displacement; closed form in
+  `PriorParams.attenuation`), which matters at low energies and for lumped sources.
 * Multiple scatter. The fluence is multiplied by a Berger build-up factor
   B = 1 + a tau_s exp(b tau_s) (Berger 1956; the form used for point-kernel build-up
   in ANSI/ANS-6.4.3) and by an overall scale kappa; a, b and kappa depend smoothly on
@@ -120,6 +123,10 @@ def scattered_fluence(
     # Legendre features of the direction, [1, Omega, Omega Omega^T], against the moments [n0, 3 n1, 5 Q]
     variance = (source_var_mm2 + (jnp.asarray(coarse_grid.spacing_mm, dtype) ** 2 / 12.0)[None])[None]  # (1, s, 3)
     moments = jnp.concatenate([n0[..., None], 3.0 * n1, 5.0 * q.reshape(q.shape[:2] + (9,))], -1) / (4.0 * math.pi)
+    # squared attenuation and scattering coefficients (1/mm^2) of each source's own matter, (2, s, g)
+    at_source = 0.1 * trilinear(coarse, coarse_grid.to_index(source_mm), outside_zero=True)  # (s, k + j) 1/mm
+    per_basis = at_source[:, None, :] * basis  # (s, g, k + j)
+    source_mu2 = jnp.stack([jnp.sum(per_basis[..., :k], -1), jnp.sum(per_basis[..., k:], -1)]) ** 2
 
     def transport(t, mean_mu):  # targets (b, 3), mean basis densities along each path (b, s, k + j)
         rel = t[:, None, :] - source_mm[None]  # (b, s, 3)
@@ -134,9 +141,13 @@ def scattered_fluence(
             -1,
         )
         angular = jnp.maximum(jnp.einsum("bsm,sgm->bsg", features, moments), 0.0)
-        kernel = (
-            angular * attenuation(tau, tau_s, energy_kev[None]) * blob_inverse_square(r2, omega, variance)[..., None]
-        )
+        # the optical depths' standard deviations over the source's emission along the path, at most
+        # sqrt(depth) (the Gaussian tilt moves the dominant depth to tau - sd^2, which must stay >= 0)
+        along = jnp.sum(omega**2 * source_var_mm2[None], axis=-1)[..., None]  # (b, s, 1) mm^2
+        sd_tau = _sqrt(jnp.minimum(along * source_mu2[0][None], tau))
+        sd_tau_s = _sqrt(jnp.minimum(along * source_mu2[1][None], tau_s))
+        mean_attenuation = attenuation(tau, tau_s, energy_kev[None], sd_tau, sd_tau_s)
+        kernel = angular * mean_attenuation * blob_inverse_square(r2, omega, variance)[..., None]
         energy = kernel * energy_kev[None]
         toward = -jnp.einsum("bs,bsi->bi", jnp.sum(energy, axis=-1), omega)
         return jnp.sum(kernel, axis=1), jnp.sum(energy, axis=1), toward
@@ -172,6 +183,12 @@ def scattered_fluence(
     phi, psi, toward = jax.lax.map(one_block, blocks)
     g = n0.shape[1]
     return phi.reshape(-1, g)[:n], psi.reshape(-1, g)[:n], toward.reshape(-1, 3)[:n]
+
+
+def _sqrt(x: Array) -> Array:
+    """sqrt(x) for x >= 0 with a finite (zero) gradient at 0."""
+    positive = x > 0
+    return jnp.where(positive, jnp.sqrt(jnp.where(positive, x, 1.0)), 0.0)
 
 
 def _lattice_path_mean(

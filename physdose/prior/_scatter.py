@@ -109,9 +109,11 @@ def scattered_fluence(
         n0, n1, q: source angular moments per energy group (photons, see module docstring).
         energy_kev: scattered photon energy per source and group, shape (s, g).
         basis_at, scattering_basis_at: energy (keV) -> basis values (..., k) and (..., j).
-        attenuation: (tau, tau_s, energy_kev) -> kappa B(tau_s) exp(-tau), elementwise.
+        attenuation: (tau, tau_s, energy_kev, sd_tau, sd_tau_s) -> kappa B(tau_s) exp(-tau) averaged
+            over the depths' spreads, elementwise (`PriorParams.attenuation`).
         source_var_mm2: per-axis variance of each source's emission about it (mm^2); each
-            target is spread over its coarse cell likewise (see `blob_inverse_square`).
+            target is spread over its coarse cell likewise (see `blob_inverse_square`), and
+            the attenuation is averaged over the source's spread along each path.
         path_samples: attenuation samples per path (midpoint rule).
         block: targets per vectorised block.
     """

@@ -27,6 +27,7 @@ Needs the MC references: `python benchmarks/prior_scenarios.py` (about an hour o
 """
 
 import argparse
+import datetime
 import time
 
 import equinox as eqx
@@ -34,7 +35,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 from _machine import describe
-from prior_scenarios import CACHE, SCENARIOS, build, load_reference
+from prior_scenarios import CACHE, SCENARIOS, build, describe as describe_scenario, load_reference
 
 import physdose as pd
 
@@ -213,9 +214,23 @@ def calibrate(calibration: list[str], save: str | None):
     print(f"  params: log_scale {np.round(p.log_scale, 3)}, log_buildup_a {np.round(p.log_buildup_a, 3)},"
           f" buildup_b {np.round(p.buildup_b, 3)}")  # fmt: skip
     if save:
+        prior = pd.prior.Prior(prior.params, prior.options, {**prior.info, "source": _provenance(calibration)})
         prior.save(save)
         print(f"  saved to {save}")
     return prior
+
+
+def _provenance(calibration: list[str]) -> str:
+    """Where a saved calibration comes from, for its `info` (the shipped one must name its source)."""
+    references = "; ".join(
+        f"{d['name']}: {d['phantom']}, {d['source']}, {d['kvp']:g} kVp, {d['n_photons']:.1e} photons"
+        for d in map(describe_scenario, calibration)
+    )
+    return (
+        f"physdose's own fit (benchmarks/prior_vs_mc.py --save, {datetime.date.today()}, the patient's dose only:"
+        f" the physician's organs and lead shields left out) to MC references of benchmarks/prior_scenarios.py:"
+        f" {references}"
+    )
 
 
 def report(name, phantom, ref, total, scatter, seconds):

@@ -10,6 +10,10 @@ jax.config.update("jax_numpy_rank_promotion", "raise")
 jax.config.update("jax_numpy_dtype_promotion", "standard")
 jax.config.update("jax_debug_key_reuse", True)
 
+# Doses per source photon are 1e-18-1e-12 Gy, and pytest.approx's default absolute tolerance
+# (1e-12) would pass any two of them: comparisons here are relative unless a test gives abs=.
+type(pytest.approx(1.0)).DEFAULT_ABSOLUTE_TOLERANCE = 0.0
+
 
 @pytest.fixture
 def getkey():

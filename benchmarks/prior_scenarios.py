@@ -29,7 +29,11 @@ Output, one file per scenario, written atomically and skipped if present:
 * staff scenes: ``hp_sites`` (the room's ``physician/...`` points) and, for d = 10, 3 and
   0.07 mm, ``hp{10,3,007}_sv`` (per source photon, read from the mean dose by
   `physdose.dosimetry.hp`, 10 mm disk), ``hp*_rel_sigma`` (spread over the runs, see above)
-  and ``hp*_rel_sigma_voxel_bound`` (hp's fully-correlated bound from the voxel sigmas).
+  and ``hp*_rel_sigma_voxel_bound`` (hp's fully-correlated bound from the voxel sigmas);
+  ``air_sites`` (the sites on a shield, `AIR_KERMA_SITES`), ``air_kerma_gy`` and
+  ``air_kerma_rel_sigma``: the air kerma per source photon arriving at a dosimeter worn
+  there, scored by a `DiskScorer` (`AIR_DISK_MM`: 1 mm in front of the shield, 20 mm
+  radius, track-crossing estimator, both directions of flight).
 
     python benchmarks/prior_scenarios.py [--only NAME ...] [--scale 1.0] [--out DIR] [--runs N]
 
@@ -57,6 +61,10 @@ CACHE = HERE / ".cache" / "prior_mc"
 CASE5_PATH = HERE.parents[1] / "shared" / "reference" / "tg195_case5_phantom.tar.gz"
 SPACING_MM = 8.0
 HP_DEPTHS = {"hp10": 10.0, "hp3": 3.0, "hp007": 0.07}
+#: Staff sites on a shield: a dosimeter there reads the air kerma arriving at it, scored by a disk
+#: AIR_DISK_MM = (gap, radius) in front of the shield (see `physdose.dosimetry.air_kerma`).
+AIR_KERMA_SITES = ("physician/chest_over_apron", "physician/collar")
+AIR_DISK_MM = (1.0, 20.0)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -270,8 +278,9 @@ def load_reference(name: str, out: str | os.PathLike = CACHE) -> dict:
     ref["info"] = json.loads(str(ref["info"]))
     ref["role"] = str(ref["role"])
     ref["organ_names"] = [str(n) for n in ref["organ_names"]]
-    if "hp_sites" in ref:
-        ref["hp_sites"] = [str(n) for n in ref["hp_sites"]]
+    for sites in ("hp_sites", "air_sites"):
+        if sites in ref:
+            ref[sites] = [str(n) for n in ref[sites]]
     return ref
 
 
@@ -322,9 +331,16 @@ def generate(name: str, *, scale: float = 1.0, out: str | os.PathLike = CACHE, r
     counts = [n_total // runs + (1 if i < n_total % runs else 0) for i in range(runs)]
     phantom, source, kwargs, info = s.builder()
     sites = [k for k in phantom.points if k.startswith("physician/")] if s.staff else []
+    air_sites = [k for k in AIR_KERMA_SITES if k in phantom.points] if s.staff else []
+    gap, radius = AIR_DISK_MM
+    disks = tuple(
+        pd.mc.DiskScorer(np.add(p, gap * np.asarray(n)), n, radius) for p, n in (phantom.points[k] for k in air_sites)
+    )
     organs = list(phantom.organs)
     shape = phantom.grid.shape
-    fingerprint = json.dumps({"n": n_total, "runs": runs, "seed": s.seed, "lanes": s.lanes, "shape": list(shape)})
+    fingerprint = json.dumps(
+        {"n": n_total, "runs": runs, "seed": s.seed, "lanes": s.lanes, "shape": list(shape), "air": air_sites}
+    )
 
     partial = Path(out) / f"{name}.partial.npz"
     acc = {
@@ -335,6 +351,8 @@ def generate(name: str, *, scale: float = 1.0, out: str | os.PathLike = CACHE, r
         "organ_sq": np.zeros(len(organs)),
         "hp": np.zeros((len(HP_DEPTHS), len(sites))),
         "hp_sq": np.zeros((len(HP_DEPTHS), len(sites))),
+        "air": np.zeros(len(air_sites)),
+        "air_sq": np.zeros(len(air_sites)),
         "totals": np.zeros(3),  # incident, escaped, medium (keV, photon-weighted sums)
     }
     done, seconds = 0, 0.0
@@ -367,7 +385,14 @@ def generate(name: str, *, scale: float = 1.0, out: str | os.PathLike = CACHE, r
     for i in range(done, runs):
         t0 = time.perf_counter()
         r = pd.mc.simulate(
-            phantom, source, n_photons=counts[i], key=jax.random.fold_in(key, i), n_batches=1, lanes=s.lanes, **kwargs
+            phantom,
+            source,
+            n_photons=counts[i],
+            key=jax.random.fold_in(key, i),
+            n_batches=1,
+            lanes=s.lanes,
+            disks=disks,
+            **kwargs,
         )
         c = counts[i]
         d = np.asarray(r.dose_gy, np.float64)
@@ -381,6 +406,10 @@ def generate(name: str, *, scale: float = 1.0, out: str | os.PathLike = CACHE, r
             h = np.nan_to_num(_hp_values(r.dose_gy, phantom, sites))
             acc["hp"] += c * h
             acc["hp_sq"] += c * h**2
+        if disks:
+            k = np.asarray(r.disks[:, 2], np.float64)
+            acc["air"] += c * k
+            acc["air_sq"] += c * k**2
         acc["totals"] += c * np.asarray([r.incident_kev, r.escaped_kev, r.medium_kev])
         seconds += time.perf_counter() - t0
         _save_atomic(partial, fingerprint=fingerprint, done=i + 1, seconds=seconds, **acc)
@@ -434,6 +463,9 @@ def generate(name: str, *, scale: float = 1.0, out: str | os.PathLike = CACHE, r
             result[f"{q}_sv"] = value
             result[f"{q}_rel_sigma"] = np.where(np.isnan(value), np.nan, hp_rel[i])
             result[f"{q}_rel_sigma_voxel_bound"] = bound
+    if air_sites:
+        result["air_sites"] = np.asarray(air_sites)
+        result["air_kerma_gy"], result["air_kerma_rel_sigma"] = _mean_rel_sigma(acc["air"], acc["air_sq"], counts)
     _save_atomic(path, compress=True, **result)
     partial.unlink(missing_ok=True)
     print(f"[{name}] wrote {path} ({seconds:.0f} s, {n_total / seconds:.3g} photons/s)", flush=True)

@@ -1,5 +1,6 @@
 """physdose.dosimetry: organ and effective dose, Hp(d), conversion coefficients, CTDI, Dw, SSDE, DLP."""
 
+import dataclasses
 import math
 
 import jax
@@ -12,6 +13,7 @@ from physdose.dosimetry import (
     ORGAN_ALIASES,
     REMAINDER_TISSUES,
     TISSUE_WEIGHTS,
+    air_kerma,
     conversion_coefficient,
     dlp,
     dlp_to_effective_dose,
@@ -275,6 +277,32 @@ def test_hp_at_physician_sites_and_bad_sites():
         hp(dose, doc, "chest_over_apron", 0.07)
     with pytest.raises(ValueError, match="dose has shape"):
         hp(dose[1:], doc, "left_eye", 3.0)
+
+
+def test_air_kerma_reads_the_air_in_front_of_a_shielded_site():
+    doc = pd.phantoms.physician(175.0, spacing_mm=10.0, apron_mm_pb=0.35, thyroid_collar=True)
+    air = np.asarray(doc.material_ids) == 0
+    y = np.asarray(doc.grid.axes_mm()[1])[None, :, None]
+    # air kerma falling off away from the body (-y is anterior) over matter with a far larger dose
+    kerma = 3e-6 * (1.0 + 1e-3 * y)
+    dose = jnp.asarray(np.where(air, kerma, 1.0), jnp.float32)
+    for site in ("chest_over_apron", "collar"):
+        point = np.asarray(doc.points[site][0])
+        r = air_kerma(dose, doc, site, radius_mm=20.0)
+        # the air voxels in front of the site face, half a voxel out: nothing of the lead or tissue
+        assert float(r.kerma_gy) == pytest.approx(3e-6 * (1.0 + 1e-3 * (point[1] - 5.0)), rel=1e-5)
+        np.testing.assert_allclose(r.point_mm, point, atol=1e-4)
+        # the tissue dose under the shield is another quantity
+        assert float(hp(dose, doc, site, 10.0).hp_sv) == pytest.approx(1.0)
+    sampled = air_kerma(jnp.stack([dose, 2 * dose]), doc, "collar")
+    assert float(sampled.sigma_gy) == pytest.approx(float(sampled.kerma_gy) / 1.5 / math.sqrt(2), rel=1e-5)
+    with pytest.raises(ValueError, match="unknown site 'belt'"):
+        air_kerma(dose, doc, "belt")
+    with pytest.raises(ValueError, match="radius_mm"):
+        air_kerma(dose, doc, "collar", radius_mm=-1.0)
+    inside = dataclasses.replace(_two_organ_phantom(), points={"in_bone": ((4.0, 7.0, 22.0), (0.0, -1.0, 0.0))})
+    with pytest.raises(ValueError, match="no air voxel around site 'in_bone'"):
+        air_kerma(jnp.ones(inside.grid.shape), inside, "in_bone", radius_mm=0.0)
 
 
 def test_conversion_coefficient_hp_of_a_monoenergetic_beam_is_the_table_value():

@@ -22,6 +22,8 @@ from ._effective import (
 from ._hp import (
     QUANTITIES as QUANTITIES,
     PersonalDose as PersonalDose,
+    SiteAirKerma as SiteAirKerma,
+    air_kerma as air_kerma,
     conversion_coefficient as conversion_coefficient,
     hp as hp,
     hp_from_air_kerma as hp_from_air_kerma,

@@ -18,7 +18,7 @@ from ..materials._material import get
 from ..mc._simulate import MCResult
 from ..phantoms._phantom import Phantom
 from ..spectra._spectrum import Spectrum
-from ._inputs import check_phantom, dose_and_sigma, tissue_mask
+from ._inputs import air_mask, check_phantom, dose_and_sigma, tissue_mask
 
 _GOLDEN_ANGLE = math.pi * (3.0 - math.sqrt(5.0))
 
@@ -98,9 +98,9 @@ def hp(
     * samples with no tissue around them (the disk reaching past the body's edge) are left out.
 
     A site on a shield (``"chest_over_apron"`` or ``"collar"`` of a physician wearing them)
-    reads the tissue dose *under* the lead; an over-apron dosimeter's reading is better
-    estimated from a map computed without the apron or from the air kerma at the site with
-    `hp_from_air_kerma`. The reading point must lie inside the grid.
+    reads the tissue dose *under* the lead; a dosimeter worn there reads the air kerma
+    arriving at it times a conversion coefficient: `air_kerma` then `hp_from_air_kerma`.
+    The reading point must lie inside the grid.
 
     Uncertainty: from `sigma` (or an MCResult's rel_sigma) by the same weights, assuming fully
     correlated voxel errors (a conservative bound); from the spread of prediction samples
@@ -124,48 +124,120 @@ def hp(
             phantom grid, negative or not finite; the reading point outside the grid or with no
             tissue around it.
     """
-    check_phantom(phantom)
-    if site not in phantom.points:
-        raise ValueError(f"unknown site {site!r}; this phantom has dosimeter sites {sorted(phantom.points)}")
+    position, normal = _site(phantom, site)
     check_nonnegative("depth_mm", depth_mm)
     check_nonnegative("radius_mm", radius_mm)
     d, s = dose_and_sigma(dose, phantom, sigma, grid)
-    position, normal = (np.asarray(v, np.float64) for v in phantom.points[site])
     point = position - float(depth_mm) * normal
+    where = f"the point {depth_mm} mm below site {site!r}"
+    value, spread = _read_disk(d, s, phantom, point, normal, float(radius_mm), tissue_mask(phantom), where, "tissue")
+    return PersonalDose(value, spread, site, float(depth_mm), jnp.asarray(point, d.dtype))
+
+
+class SiteAirKerma(eqx.Module):
+    """Air kerma in front of a dosimeter site, read from a dose map.
+
+    Attributes:
+        kerma_gy: air kerma (Gy), shape (); the mean over prediction samples when samples were given.
+        sigma_gy: its standard uncertainty (Gy), shape (); NaN where unknown.
+        site: the dosimeter site (static).
+        point_mm: the disk centre (z, y, x) (mm), shape (3,).
+    """
+
+    kerma_gy: Float[Array, ""]
+    sigma_gy: Float[Array, ""]
+    site: str = eqx.field(static=True)
+    point_mm: Float[Array, " 3"]
+
+
+def air_kerma(
+    dose: Float[ArrayLike, "*s z y x"] | MCResult,
+    phantom: Phantom,
+    site: str,
+    *,
+    sigma: Float[ArrayLike, "z y x"] | None = None,
+    radius_mm: float = 10.0,
+    grid: Grid | None = None,
+) -> SiteAirKerma:
+    """Air kerma just in front of a dosimeter site, read from the *air* voxels of a dose map.
+
+    For a dosimeter worn on a shield (``"chest_over_apron"``, ``"collar"``): its reading is the
+    air kerma arriving at it times a conversion coefficient, Hp(10) = `hp_from_air_kerma`
+    (spectrum, air kerma, "hp10"), not the tissue dose under the lead that `hp` reads. The
+    dose in an air voxel is the air kerma there (kerma approximation): the physics prior
+    computes it directly; a Monte Carlo map holds a noisy collision estimate of it (a
+    `physdose.mc.DiskScorer` at the site scores it far more efficiently).
+
+    Read like `hp` at depth 0, with air in place of tissue: the disk of `radius_mm` centred on
+    the site, normal to its outward normal n, sampled about half a voxel apart; each sample is
+    the trilinear interpolation over the air voxels around it (other voxels get zero weight
+    and the rest are renormalised), so a site on a voxel face reads the air voxels in front.
+
+    Args:
+        dose: absorbed dose (Gy) on the phantom grid, shape (z, y, x); samples of it, shape
+            (s, z, y, x); or an MCResult of a run on this phantom.
+        phantom: the phantom with the dosimeter sites in `points`.
+        site: a key of `phantom.points`.
+        sigma: per-voxel standard uncertainty (Gy), shape (z, y, x), or None.
+        radius_mm: radius of the disk (mm); 0 reads a single point.
+        grid: the grid of `dose`, checked against the phantom's.
+
+    Returns:
+        SiteAirKerma.
+
+    Raises:
+        ValueError: unknown `site`; negative `radius_mm`; `dose`/`sigma` off the phantom grid,
+            negative or not finite; the site outside the grid or with no air in front of it.
+    """
+    point, normal = _site(phantom, site)
+    check_nonnegative("radius_mm", radius_mm)
+    d, s = dose_and_sigma(dose, phantom, sigma, grid)
+    value, spread = _read_disk(
+        d, s, phantom, point, normal, float(radius_mm), air_mask(phantom), f"site {site!r}", "air"
+    )
+    return SiteAirKerma(value, spread, site, jnp.asarray(point, d.dtype))
+
+
+def _site(phantom: Phantom, site: str) -> tuple[np.ndarray, np.ndarray]:
+    """(position, outward normal) of dosimeter `site` of `phantom`, float64."""
+    check_phantom(phantom)
+    if site not in phantom.points:
+        raise ValueError(f"unknown site {site!r}; this phantom has dosimeter sites {sorted(phantom.points)}")
+    return tuple(np.asarray(v, np.float64) for v in phantom.points[site])
+
+
+def _read_disk(d, s, phantom, point, normal, radius_mm, mask, where: str, what: str):
+    """Mean of `d` (and of `s`, or the spread over `d`'s samples) over the disk of `radius_mm` at `point`
+    normal to `normal`, each sample interpolated over the voxels of `mask` only (see `hp`)."""
     if not bool(phantom.grid.contains(jnp.asarray(point))):
-        raise ValueError(
-            f"the point {depth_mm} mm below site {site!r}, {point.round(3).tolist()} mm, lies outside the phantom grid"
-        )
+        raise ValueError(f"{where}, {point.round(3).tolist()} mm, lies outside the phantom grid")
     u, w = _frame(normal)
     spacing = np.asarray(phantom.grid.spacing_mm)
     # half the in-plane voxel size: the distance along u (or w) that crosses one voxel
     step = 0.5 * min(1.0 / np.linalg.norm(u / spacing), 1.0 / np.linalg.norm(w / spacing))
-    offsets = _disk_offsets(float(radius_mm), step)
+    offsets = _disk_offsets(radius_mm, step)
     points = point[None] + offsets[:, :1] * u[None] + offsets[:, 1:] * w[None]
     coords = tuple(jnp.moveaxis(phantom.grid.to_index(jnp.asarray(points, d.dtype)), -1, 0))
-    tissue = tissue_mask(phantom).astype(d.dtype)
+    mask = mask.astype(d.dtype)
 
     def interp(volume):
         return jax.scipy.ndimage.map_coordinates(volume, coords, order=1, mode="constant", cval=0.0)
 
-    support = interp(tissue)
+    support = interp(mask)
     valid = support > 1e-6
     if is_concrete(support) and not bool(np.any(np.asarray(valid))):
-        raise ValueError(f"no tissue voxel around the point {depth_mm} mm below site {site!r}")
+        raise ValueError(f"no {what} voxel around {where}")
     n_valid = jnp.maximum(jnp.sum(valid), 1)
     safe = jnp.where(valid, support, 1.0)
 
     def read(volume):
-        return jnp.sum(jnp.where(valid, interp(tissue * volume) / safe, 0.0)) / n_valid
+        return jnp.sum(jnp.where(valid, interp(mask * volume) / safe, 0.0)) / n_valid
 
     if d.ndim == 4:
         values = jax.vmap(read)(d)
-        value = jnp.mean(values)
         spread = jnp.std(values, ddof=1) if values.shape[0] > 1 else jnp.asarray(jnp.nan, d.dtype)
-    else:
-        value = read(d)
-        spread = read(s) if s is not None else jnp.asarray(jnp.nan, d.dtype)
-    return PersonalDose(value, spread, site, float(depth_mm), jnp.asarray(point, d.dtype))
+        return jnp.mean(values), spread
+    return read(d), (read(s) if s is not None else jnp.asarray(jnp.nan, d.dtype))
 
 
 # --------------------------------------------------------------------------------------------

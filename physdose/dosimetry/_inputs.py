@@ -65,6 +65,12 @@ def dose_and_sigma(dose, phantom: Phantom, sigma, grid) -> tuple[Array, Array | 
     return d, check_volume("sigma", sigma, phantom, samples=False)
 
 
+def air_mask(phantom: Phantom) -> Array:
+    """Voxels of air (or vacuum): materials with a nominal density of at most 0.05 g/cm^3."""
+    keep = [m.density_g_cm3 <= 0.05 for m in phantom.materials.materials]
+    return jnp.asarray(np.asarray(keep, bool))[phantom.material_ids]
+
+
 def tissue_mask(phantom: Phantom) -> Array:
     """Voxels of body tissue: materials with a nominal density above 0.05 g/cm^3 (not air) that are
     less than half elements heavier than calcium (not lead or other metal shields)."""

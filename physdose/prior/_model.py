@@ -438,6 +438,12 @@ def prepare(
     columns = None if axial is None else axial_columns(rho_basis)
     z_rows = np.zeros(beam.num_views, np.int32) if axial is None else axial[1]
 
+    def transmit(tau):
+        """Line integrals per basis function (..., k) -> transmission per group (..., g). The rays are
+        read back at the voxels as transmissions, not depths: a voxel's photons come along the rays
+        around its centre, and they carry the mean of exp(-tau), more than exp of the mean tau."""
+        return jnp.exp(-(tau @ basis_e.T))
+
     def one_view(carry, view):
         v, first_cell, z_row = view
         z0 = first_cell * cell[0]
@@ -449,19 +455,18 @@ def prepare(
         f = beam.focal_mm[v]
         lo, hi = beam.aperture_center - beam.tan_half, beam.aperture_center + beam.tan_half
         if axial is None:
-            integrals = line_integrals(grid, rho_basis, f, beam.axes[v], lo, hi, pts, bev, step_mm)
+            transmission = line_integrals(grid, rho_basis, f, beam.axes[v], lo, hi, pts, bev, step_mm, transmit)
         else:
-            integrals = axial_line_integrals(
-                grid, columns, f, beam.axes[v], lo, hi, pts_slab, bev, step_mm, z_row, axial[0]
+            transmission = axial_line_integrals(
+                grid, columns, f, beam.axes[v], lo, hi, pts_slab, bev, step_mm, z_row, axial[0], transmit
             ).reshape(pts.shape[0], -1)
-        tau = integrals @ basis_e.T
-        tau = tau + outside_path_mm(grid, f, pts)[:, None] * mu_medium[None]
+        transmission = transmission * jnp.exp(-outside_path_mm(grid, f, pts)[:, None] * mu_medium[None])
         rel = pts - f[None]
         dist2 = jnp.sum(rel**2, axis=-1)
         safe2 = jnp.where(dist2 > 0, dist2, 1.0)
         direction = rel / jnp.sqrt(safe2)[:, None]
         per_sr = beam.photons_per_sr(v, direction, _footprint(rel, beam.axes[v], spacing))
-        fluence = per_sr / safe2[:, None] * jnp.exp(-tau)  # (n, g) 1/mm^2
+        fluence = per_sr / safe2[:, None] * transmission  # (n, g) 1/mm^2
         dose_v = jnp.sum(kerma_gy(fluence, energy[None], mu_en_v), axis=-1)
         emitted = fluence[..., None] * scattering_v
         total = jnp.sum(emitted[..., 0], axis=1)

@@ -3,12 +3,14 @@
 For one view with focal spot f and axes (c, u, w), a point is f + r (c + a u + b w):
 rays are lines of fixed (a, b) and r is the depth along the central ray. The basis
 densities are sampled on a lattice of (r, a, b), integrated along r (trapezoid, path
-element sqrt(1 + a^2 + b^2) dr), and the line integrals are read back at every target
-voxel by trilinear interpolation. That costs O(voxels) per view instead of
+element sqrt(1 + a^2 + b^2) dr), and the line integrals (or a function of them, such as
+the transmission per energy group) are read back at every target voxel by trilinear
+interpolation. That costs O(voxels) per view instead of
 O(voxels x steps) for marching a ray to each voxel; the lattice spacing `step_mm` is the
 ray step, and the error falls with it (tested).
 """
 
+from collections.abc import Callable
 from typing import NamedTuple
 
 import jax
@@ -149,7 +151,8 @@ def line_integrals(
     targets_mm: Float[Array, "n 3"],
     bev: tuple[int, int, int],
     step_mm: float,
-) -> Float[Array, "n k"]:
+    readout: Callable[[Array], Array] | None = None,
+) -> Float[Array, "n q"]:
     """Integral of each basis density (1/cm per unit basis) from the focal spot to each target, in-grid part.
 
     Args:
@@ -160,16 +163,20 @@ def line_integrals(
         targets_mm: target points (mm), shape (n, 3).
         bev: lattice nodes (depth, u, w), static upper bounds (see `bev_shape`).
         step_mm: node spacing in depth and, at the deepest target, across the beam.
+        readout: maps the lattice's integrals (..., k) to the values read back at the
+            targets (..., q), e.g. the transmission per energy group (default: the integrals).
 
     Returns:
-        Dimensionless line integrals per basis function, shape (n, k).
+        The read-back values at the targets, shape (n, q): by default the dimensionless line
+        integrals per basis function (q = k).
     """
     lattice = _lattice(grid, focal_mm, axes, aperture_lo, aperture_hi, targets_mm, bev, step_mm)
     c, u, w = axes
     ray = c[None, None] + lattice.a[:, None, None] * u[None, None] + lattice.b[None, :, None] * w[None, None]
     points = focal_mm[None, None, None] + lattice.r[:, None, None, None] * ray[None]  # (r, a, b, 3)
     mu = trilinear(basis_density, grid.to_index(points), outside_zero=True, stacked=True)  # (r, a, b, k) 1/cm
-    return trilinear(lattice.integrate(mu), lattice.index, outside_zero=False, stacked=True)
+    tau = lattice.integrate(mu)
+    return trilinear(tau if readout is None else readout(tau), lattice.index, outside_zero=False, stacked=True)
 
 
 def axial_columns(basis_density: Float[Array, "z y x k"]) -> Float[Array, "y+2 x+2 z+2 k"]:
@@ -189,7 +196,8 @@ def axial_line_integrals(
     step_mm: float,
     z_start,
     z_nodes: int,
-) -> Float[Array, "tz y x k"]:
+    readout: Callable[[Array], Array] | None = None,
+) -> Float[Array, "tz y x q"]:
     """`line_integrals` for a view whose slice direction w is the grid's z axis (c, u in the (y, x)
     plane: a CT view, an untilted C-arm) and targets on whole (y, x) columns, shape (tz, y, x, 3).
 
@@ -219,6 +227,7 @@ def axial_line_integrals(
     iz, t = cell_of((z - origin[0]) / spacing[0] + 1.0, n_z)
     mu = jnp.einsum("rbl,ralk->rabk", _hat(iz - z_start, t, z_nodes), column)
     tau = lattice.integrate(mu)  # (r, a, b, k)
+    tau = tau if readout is None else readout(tau)  # (r, a, b, q)
     # read back: bilinear in (r, a) per target column, then linear in b along it
     index = lattice.index.reshape(tz, ny, nx, 3)
     n_r, n_a, n_b = (jnp.asarray(n, dtype) for n in tau.shape[:3])

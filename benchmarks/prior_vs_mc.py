@@ -243,18 +243,19 @@ def _row(label: str, ours: float, value: float, sigma: float) -> float:
 def report(name, phantom, ref, total, scatter, seconds):
     mc = ref["dose_gy"]
     if "hp_sites" in ref:
+        dose = jnp.asarray(total)
         print(f"  {name} ({seconds:.1f} s with compilation): Hp(10) prior / MC")
         air = zip(ref.get("air_sites", []), ref.get("air_kerma_gy", []), ref.get("air_kerma_rel_sigma", []))
         on_shield = {site: (value, sigma) for site, value, sigma in air}
         errors = []
         for site, value, sigma in zip(ref["hp_sites"], ref["hp10_sv"], ref["hp10_rel_sigma"]):
-            ours = float(pd.dosimetry.hp(jnp.asarray(total), phantom, site, 10.0).hp_sv)
+            ours = float(pd.dosimetry.hp(dose, phantom, site, 10.0).hp_sv)
             if site not in on_shield:
                 errors.append(_row(site, ours, value, sigma))
                 continue
             # a dosimeter on a shield reads the air kerma arriving at it (x the same h_K for both)
             _row(site + " (tissue under lead)", ours, value, sigma)
-            ours = float(pd.dosimetry.air_kerma(jnp.asarray(total), phantom, site, radius_mm=AIR_DISK_MM[1]).kerma_gy)
+            ours = float(pd.dosimetry.air_kerma(dose, phantom, site, radius_mm=AIR_DISK_MM[1]).kerma_gy)
             errors.append(_row(site + " (air kerma)", ours, *on_shield[site]))
         print(f"    Hp(10) as worn (air kerma on shields): {percentiles(errors)}")
         ours = organ_doses(total, phantom)

@@ -65,17 +65,27 @@ def dose_and_sigma(dose, phantom: Phantom, sigma, grid) -> tuple[Array, Array | 
     return d, check_volume("sigma", sigma, phantom, samples=False)
 
 
+AIR_MAX_DENSITY_G_CM3 = 0.05
+"""Nominal density (g/cm^3) up to which a material counts as air (or vacuum)."""
+
+
 def air_mask(phantom: Phantom) -> Array:
-    """Voxels of air (or vacuum): materials with a nominal density of at most 0.05 g/cm^3."""
-    keep = [m.density_g_cm3 <= 0.05 for m in phantom.materials.materials]
-    return jnp.asarray(np.asarray(keep, bool))[phantom.material_ids]
+    """Voxels of air (or vacuum): materials with a nominal density of at most `AIR_MAX_DENSITY_G_CM3`."""
+    return _materials_where(phantom, lambda m: m.density_g_cm3 <= AIR_MAX_DENSITY_G_CM3)
 
 
 def tissue_mask(phantom: Phantom) -> Array:
-    """Voxels of body tissue: materials with a nominal density above 0.05 g/cm^3 (not air) that are
-    less than half elements heavier than calcium (not lead or other metal shields)."""
-    keep = []
-    for m in phantom.materials.materials:
+    """Voxels of body tissue: materials denser than air (`AIR_MAX_DENSITY_G_CM3`) that are less than
+    half elements heavier than calcium (not lead or other metal shields)."""
+
+    def tissue(m) -> bool:
         heavy = sum(w for z, w in zip(m.elements, m.mass_fractions) if z > 20)
-        keep.append(m.density_g_cm3 > 0.05 and heavy < 0.5)
-    return jnp.asarray(np.asarray(keep, bool))[phantom.material_ids]
+        return m.density_g_cm3 > AIR_MAX_DENSITY_G_CM3 and heavy < 0.5
+
+    return _materials_where(phantom, tissue)
+
+
+def _materials_where(phantom: Phantom, predicate) -> Array:
+    """Voxels whose material satisfies `predicate(material)`, bool, shape grid.shape."""
+    keep = np.asarray([predicate(m) for m in phantom.materials.materials], bool)
+    return jnp.asarray(keep)[phantom.material_ids]

@@ -74,9 +74,10 @@ def _prior_seconds(phantom, scan, repeat: int = 3) -> tuple[float, float]:
 def speed(mc_photons: int):
     patient, scan = _chest_ct(350.0, 600.0)
     prior_s, compile_s = _prior_seconds(patient, scan)
-    pd.mc.simulate(patient, scan, n_photons=65536, key=jax.random.key(1), lanes=65536, n_batches=1)  # compile
+    lanes = 16384  # the MC's fastest lane count on this CPU (benchmarks/RESULTS.md, mc_throughput.py)
+    pd.mc.simulate(patient, scan, n_photons=lanes, key=jax.random.key(1), lanes=lanes, n_batches=1)  # compile
     t0 = time.perf_counter()
-    pd.mc.simulate(patient, scan, n_photons=mc_photons, key=jax.random.key(2), lanes=65536, n_batches=4)
+    pd.mc.simulate(patient, scan, n_photons=mc_photons, key=jax.random.key(2), lanes=lanes, n_batches=4)
     mc_s = (time.perf_counter() - t0) * 1e7 / mc_photons
     print(f"\nspeed: {patient.grid.shape} voxels of 4 mm, {scan.num_views} views (prior keeps {OPTIONS['max_views']})")
     print(f"  prior   {prior_s:8.2f} s  (first call with compilation {compile_s:.1f} s)")

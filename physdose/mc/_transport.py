@@ -5,7 +5,8 @@ scorers. Photons are tracked exactly through the box and, inside the grid, with 
 attenuation coefficients (Woodcock, Murphy, Hemmings & Longworthy 1965), one for the grid or
 one per block of voxels; they leave when they step out of the box. Each lane holds one photon; a lane
 whose photon died takes the next source photon until the chunk's budget is spent, so the
-lanes stay busy. Energy is deposited where the photon interacts (kerma approximation):
+lanes stay busy; a step passes over up to 8 virtual collisions before the costly interaction
+part. Energy is deposited where the photon interacts (kerma approximation):
 all of it in photoelectric absorption, E - E' in incoherent scattering, and what is left
 when the photon falls below the energy cut-off.
 """
@@ -251,7 +252,8 @@ class ChunkTally(eqx.Module):
     escaped_kev: Float[Array, ""]
     incident_kev: Float[Array, ""]
     started: Int[Array, ""]
-    steps: Int[Array, ""]
+    steps: Float[Array, ""]  # lane-steps: loop iterations x lanes in the stage (floats: they can pass 2^31)
+    flights: Float[Array, ""]  # Woodcock flights of all photons (tentative collisions and boundary stops)
     interactions: Int[Array, ""]
     plane: Float[Array, "p 4"]  # per disk: fluence, primary fluence, air kerma, primary air kerma
 
@@ -283,6 +285,10 @@ def run_chunk(
 ) -> ChunkTally:
     """Transport `budget` source photons from `beam` through `world` with `lanes` lanes.
 
+    With 16384 lanes or more, once the budget is spent and few photons are left, they move
+    into 8x fewer lanes, in stages down to 256 lanes (`_stage_lanes`), so the chunk's last
+    photons do not keep every lane stepping.
+
     `orders` = 3 tallies the energy imparted separately by photons scattered 0, 1 and
     2 or more times; 1 tallies it all together.
     """
@@ -310,18 +316,34 @@ def run_chunk(
         scalar,
         scalar,
         count,
-        count,
+        scalar,
+        scalar,
         count,
         jnp.zeros((n_planes, 4), dtype),
     )
 
+    def busy(state, bank):
+        alive = state.alive if bank is None else state.alive | bank.alive
+        return jnp.sum(alive.astype(jnp.int32))
+
+    def advance(state, bank, tally, step):
+        k_step = jr.split(jr.fold_in(key, step))[1]
+        state, bank, tally = _step(world, state, bank, tally, k_step, cutoff_kev, disks, steering)
+        return state, bank, eqx.tree_at(lambda t: t.steps, tally, tally.steps + state.alive.shape[0])
+
+    # the chunk's last photons (often low-energy ones taking short Woodcock steps through air
+    # in the grid) would keep every lane stepping: once few are left they move into fewer
+    # lanes, in stages, each running until the next stage's lanes can hold what is left
+    sizes = _stage_lanes(lanes)
+    floors = sizes[1:] + (0,)
+
     def cond(carry):
-        state, _, tally, remaining, step = carry
-        return ((remaining > 0) | jnp.any(state.alive)) & (step < max_steps)
+        state, bank, _, remaining, step = carry
+        return ((remaining > 0) | (busy(state, bank) > floors[0])) & (step < max_steps)
 
     def body(carry):
         state, bank, tally, remaining, step = carry
-        k_src, k_step = jr.split(jr.fold_in(key, step))
+        k_src = jr.split(jr.fold_in(key, step))[0]
         # refill only once enough lanes are free (or the last photons are waiting): drawing
         # source photons costs as much as a flight step, so not every step pays for it
         n_dead = jnp.sum((~state.alive).astype(jnp.int32))
@@ -332,13 +354,46 @@ def run_chunk(
             lambda args: args,
             (state, tally, remaining),
         )
-        state, bank, tally = _step(world, state, bank, tally, k_step, cutoff_kev, disks, steering)
-        tally = eqx.tree_at(lambda t: t.steps, tally, tally.steps + 1)
+        state, bank, tally = advance(state, bank, tally, step)
         return state, bank, tally, remaining, step + 1
 
     init = (state, bank, tally, jnp.asarray(budget, jnp.int32), jnp.zeros((), jnp.int32))
-    _, _, tally, _, _ = jax.lax.while_loop(cond, body, init)
+    state, bank, tally, _, step = jax.lax.while_loop(cond, body, init)
+    for size, floor in zip(sizes[1:], floors[1:]):
+        state, bank = _compact(state, bank, size)
+
+        def tail_cond(carry, floor=floor):
+            state, bank, _, step = carry
+            return (busy(state, bank) > floor) & (step < max_steps)
+
+        def tail_body(carry):
+            return (*advance(*carry[:3], carry[3]), carry[3] + 1)
+
+        state, bank, tally, step = jax.lax.while_loop(tail_cond, tail_body, (state, bank, tally, step))
     return tally
+
+
+def _stage_lanes(lanes: int, shrink: int = 8, smallest: int = 256, staged_from: int = 16384) -> tuple[int, ...]:
+    """Lane counts of a chunk's stages: all lanes, then each `shrink` times fewer, down to `smallest`.
+
+    Below `staged_from` lanes there is one stage: each stage compiles the step again (~3 s),
+    which small runs (tests) would pay for more than the tail costs them.
+    """
+    sizes = [lanes]
+    while lanes >= staged_from and sizes[-1] // shrink >= smallest:
+        sizes.append(sizes[-1] // shrink)
+    return tuple(sizes)
+
+
+def _compact(state: PhotonState, bank, size: int):
+    """The first `size` lanes after moving every busy lane (photon or banked photon alive) to the front."""
+    alive = state.alive if bank is None else state.alive | bank.alive
+    order = jnp.argsort(~alive, stable=True)[:size]
+
+    def take(lanes):
+        return None if lanes is None else jax.tree.map(lambda x: x[order], lanes)
+
+    return take(state), take(bank)
 
 
 def _refill(world, beam, state, tally, remaining, key):
@@ -372,19 +427,28 @@ def _refill(world, beam, state, tally, remaining, key):
     return state, tally, remaining - n_start
 
 
-def _step(world: World, state: PhotonState, bank, tally: ChunkTally, key, cutoff_kev, disks, steering):
-    """One flight-and-interaction step of every lane.
+_FLIGHTS_PER_STEP = 8
 
-    In the grid, flights use the grid majorant (Woodcock) and end at a tentative collision
-    or at the grid boundary; in the world medium, flights use its exact attenuation and end
-    at a collision, at the grid entry or at the world boundary (escape). Exponential flights
-    are memoryless, so restarting them at boundaries is exact.
-    """
-    k_free, k_real, k_kind, k_inc, k_coh, k_phi, k_copy = jr.split(key, 7)
+
+class Flight(eqx.Module):
+    """Where each lane's flights of one step ended: after `travel_mm` along its direction, at a
+    real collision (`collide`), at a boundary (`crossing`; `escaped` when it is the world's,
+    `leaves_grid` when a photon in the grid leaves it there) or, neither, still in flight;
+    `flights`: how many flights it took."""
+
+    travel_mm: Float[Array, " n"]
+    collide: Bool[Array, " n"]
+    crossing: Bool[Array, " n"]
+    escaped: Bool[Array, " n"]
+    leaves_grid: Bool[Array, " n"]
+    flights: Int[Array, " n"]
+
+
+def _fly(world: World, state: PhotonState, moving: Bool[Array, " n"], key) -> Flight:
+    """One step's flights of the `moving` lanes (see `_step`)."""
     e = state.energy_kev
     n = e.shape[0]
     dtype = e.dtype
-    moving = state.alive & (state.pending == 0)
     in_grid = state.in_grid
     lo, hi = _box(world.grid, dtype)
     t_near, t_far = ray_box(lo, hi, state.pos_mm, state.direction)
@@ -400,16 +464,58 @@ def _step(world: World, state: PhotonState, bank, tally: ChunkTally, key, cutoff
         t_block = jnp.minimum(ray_box(block_lo, block_hi, state.pos_mm, state.direction)[1], t_far)
     mu_grid = world.majorant_per_mm[block, world.band_of_interval[energy_interval(e)]]
     mu_flight = jnp.where(in_grid, mu_grid, mu_medium)
-    u = jr.uniform(k_free, (n,), dtype=dtype, minval=1e-12, maxval=1.0)
-    free_path = jnp.where(mu_flight > 0, -jnp.log(u) / jnp.where(mu_flight > 0, mu_flight, 1.0), jnp.inf)
-    boundary = jnp.where(in_grid, t_block, jnp.minimum(t_entry, t_world))
-    collide = moving & (free_path < boundary)
-    escaped = moving & ~collide & ~in_grid & (t_world <= t_entry)
-    crossing = moving & ~collide & ~escaped
+    safe_mu = jnp.where(mu_flight > 0, mu_flight, 1.0)
+    boundary = jnp.maximum(jnp.where(in_grid, t_block, jnp.minimum(t_entry, t_world)), 0.0)
+    # mu/rho of every material at each lane's energy, so a tentative collision costs a gather
+    mu_mass = world.table.mu_cm2_g(jnp.arange(len(world.table))[None, :], e[:, None])
+
+    def cond(carry):
+        k, _, searching, _, _, _ = carry
+        return (k < _FLIGHTS_PER_STEP) & jnp.any(searching)
+
+    def body(carry):
+        k, travel, searching, collide, crossing, flights = carry
+        flights = flights + searching.astype(jnp.int32)
+        u_free, u_real = jr.uniform(jr.fold_in(key, k), (2, n), dtype=dtype, minval=1e-12, maxval=1.0)
+        free_path = jnp.where(mu_flight > 0, -jnp.log(u_free) / safe_mu, jnp.inf)
+        hit = searching & (travel + free_path < boundary)
+        cross = searching & ~hit
+        travel = jnp.where(hit, travel + free_path, jnp.where(cross, boundary, travel))
+        # in the grid a tentative collision is real with probability mu / majorant; in the medium always
+        flat, _ = voxel_index(world.grid, state.pos_mm + travel[:, None] * state.direction)
+        mu = jnp.take_along_axis(mu_mass, world.material_ids[flat][:, None], axis=1)[:, 0]
+        real = hit & (~in_grid | (u_real * mu_flight < mu * (0.1 * world.density_g_cm3[flat])))
+        searching = searching & in_grid & ~cross & ~real
+        return k + 1, travel, searching, collide | real, crossing | cross, flights
+
+    none = jnp.zeros(n, bool)
+    init = (jnp.zeros((), jnp.int32), jnp.zeros(n, dtype), moving, none, none, jnp.zeros(n, jnp.int32))
+    _, travel, _, collide, crossing, flights = jax.lax.while_loop(cond, body, init)
+    escaped = crossing & ~in_grid & (t_world <= t_entry)
     # a crossing in the grid leaves it only at the grid's own faces, not at a block's (a block
     # face within rounding of a grid face is the grid face)
     leaves_grid = in_grid & (t_far <= t_block + 0.1 * _NUDGE_MM)
-    travel = jnp.where(collide, free_path, jnp.where(crossing, jnp.maximum(boundary, 0.0), 0.0))
+    return Flight(travel, collide, crossing, escaped, leaves_grid, flights)
+
+
+def _step(world: World, state: PhotonState, bank, tally: ChunkTally, key, cutoff_kev, disks, steering):
+    """One flight-and-interaction step of every lane.
+
+    In the grid, flights use the majorant (Woodcock): up to `_FLIGHTS_PER_STEP` tentative
+    collisions per step, the virtual ones passed over, until a real collision or the grid's
+    (or block's) boundary; in the world medium, one flight with its exact attenuation to a
+    collision, the grid entry or the world boundary (escape). Exponential flights are
+    memoryless, so restarting them at boundaries is exact. Then the real collisions interact.
+    """
+    k_free, k_kind, k_inc, k_coh, k_phi, k_copy = jr.split(key, 6)
+    e = state.energy_kev
+    n = e.shape[0]
+    dtype = e.dtype
+    moving = state.alive & (state.pending == 0)
+    in_grid = state.in_grid
+    flight = _fly(world, state, moving, k_free)
+    real, escaped, travel = flight.collide, flight.escaped, flight.travel_mm
+    crossing = flight.crossing & ~escaped
     # a crossing photon is pushed _NUDGE_MM further along each axis it moves along, so it
     # is clearly past the face it crossed even when it grazes it (a push along the path
     # could stay within rounding of the face and the photon would never leave it)
@@ -424,15 +530,13 @@ def _step(world: World, state: PhotonState, bank, tally: ChunkTally, key, cutoff
     alive = state.alive & ~escaped
 
     flat, _ = voxel_index(world.grid, pos)
-    inside = jnp.where(crossing, ~in_grid | ~leaves_grid, in_grid)
+    inside = jnp.where(crossing, ~in_grid | ~flight.leaves_grid, in_grid)
     m = jnp.where(inside, world.material_ids[flat], world.medium_id)
     rho = jnp.where(inside, world.density_g_cm3[flat], world.medium_density_g_cm3) * 0.1  # x (cm^2/g) -> 1/mm
     mu_pe = world.table.photoelectric_cm2_g(m, e) * rho
     mu_inc = world.table.incoherent_cm2_g(m, e) * rho
     mu_coh = world.table.coherent_cm2_g(m, e) * rho
     mu_tot = mu_pe + mu_inc + mu_coh
-    # in the grid a tentative collision is real with probability mu / majorant; in the medium always
-    real = collide & (~in_grid | (jr.uniform(k_real, (n,), dtype=dtype) * mu_flight < mu_tot))
     r = jr.uniform(k_kind, (n,), dtype=dtype) * mu_tot
     photo = real & (r < mu_pe)
     real_inc = real & ~photo & (r < mu_pe + mu_inc)
@@ -504,12 +608,13 @@ def _step(world: World, state: PhotonState, bank, tally: ChunkTally, key, cutoff
         swap = bank.alive & (((do_inc | do_coh) & split) | ~state.alive)
         state, bank = _where(swap, bank, state), _where(swap, state, bank)
     tally = eqx.tree_at(
-        lambda t: (t.energy_kev, t.medium_kev, t.escaped_kev, t.interactions),
+        lambda t: (t.energy_kev, t.medium_kev, t.escaped_kev, t.flights, t.interactions),
         tally,
         (
             energy,
             tally.medium_kev + in_medium,
             tally.escaped_kev + esc,
+            tally.flights + jnp.sum(flight.flights).astype(dtype),
             tally.interactions + jnp.sum(real.astype(jnp.int32)),
         ),
     )

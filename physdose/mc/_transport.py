@@ -323,11 +323,12 @@ def run_chunk(
     )
 
     def busy(state, bank):
-        alive = state.alive if bank is None else state.alive | bank.alive
-        return jnp.sum(alive.astype(jnp.int32))
+        return jnp.sum(_busy(state, bank).astype(jnp.int32))
 
-    def advance(state, bank, tally, step):
-        k_step = jr.split(jr.fold_in(key, step))[1]
+    def step_keys(step):
+        return jr.split(jr.fold_in(key, step))  # (source, step)
+
+    def advance(state, bank, tally, k_step):
         state, bank, tally = _step(world, state, bank, tally, k_step, cutoff_kev, disks, steering)
         return state, bank, eqx.tree_at(lambda t: t.steps, tally, tally.steps + state.alive.shape[0])
 
@@ -343,7 +344,7 @@ def run_chunk(
 
     def body(carry):
         state, bank, tally, remaining, step = carry
-        k_src = jr.split(jr.fold_in(key, step))[0]
+        k_src, k_step = step_keys(step)
         # refill only once enough lanes are free (or the last photons are waiting): drawing
         # source photons costs as much as a flight step, so not every step pays for it
         n_dead = jnp.sum((~state.alive).astype(jnp.int32))
@@ -354,7 +355,7 @@ def run_chunk(
             lambda args: args,
             (state, tally, remaining),
         )
-        state, bank, tally = advance(state, bank, tally, step)
+        state, bank, tally = advance(state, bank, tally, k_step)
         return state, bank, tally, remaining, step + 1
 
     init = (state, bank, tally, jnp.asarray(budget, jnp.int32), jnp.zeros((), jnp.int32))
@@ -367,7 +368,8 @@ def run_chunk(
             return (busy(state, bank) > floor) & (step < max_steps)
 
         def tail_body(carry):
-            return (*advance(*carry[:3], carry[3]), carry[3] + 1)
+            state, bank, tally, step = carry
+            return (*advance(state, bank, tally, step_keys(step)[1]), step + 1)
 
         state, bank, tally, step = jax.lax.while_loop(tail_cond, tail_body, (state, bank, tally, step))
     return tally
@@ -385,10 +387,14 @@ def _stage_lanes(lanes: int, shrink: int = 8, smallest: int = 256, staged_from: 
     return tuple(sizes)
 
 
-def _compact(state: PhotonState, bank, size: int):
-    """The first `size` lanes after moving every busy lane (photon or banked photon alive) to the front."""
-    alive = state.alive if bank is None else state.alive | bank.alive
-    order = jnp.argsort(~alive, stable=True)[:size]
+def _busy(state: PhotonState, bank: PhotonState | None) -> Bool[Array, " n"]:
+    """Lanes with work left: a photon in flight, or one waiting in the lane's bank."""
+    return state.alive if bank is None else state.alive | bank.alive
+
+
+def _compact(state: PhotonState, bank: PhotonState | None, size: int):
+    """The first `size` lanes after moving every busy lane to the front (in order)."""
+    order = jnp.argsort(~_busy(state, bank), stable=True)[:size]
 
     def take(lanes):
         return None if lanes is None else jax.tree.map(lambda x: x[order], lanes)

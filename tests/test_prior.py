@@ -12,6 +12,7 @@ from jax.test_util import check_grads
 import physdose as pd
 from physdose.mc._interactions import ScatterTables, sample_coherent, sample_incoherent
 from physdose.prior._medium import AttenuationBasis, ScatterData
+from physdose.prior._model import sinhc
 from physdose.prior._scatter import blob_inverse_square
 from physdose.units import kerma_gy
 
@@ -80,6 +81,16 @@ def test_primary_dose_is_the_voxel_mean_in_strongly_attenuating_voxels():
     ratio = np.asarray(out.primary)[central] / np.asarray(centre)[central]
     np.testing.assert_allclose(ratio, np.sinh(x) / x, rtol=5e-3)
     assert np.sinh(x) / x > 1.09
+
+
+def test_voxel_mean_factor_is_sinh_x_over_x_with_its_derivative(x64):
+    x = np.concatenate([[0.0], np.logspace(-8, np.log10(20.0), 400)])
+    positive = np.where(x > 0, x, 1.0)
+    exact = np.where(x > 0, np.sinh(x) / positive, 1.0)
+    # the derivative in closed form, and by its series where that form cancels
+    slope = np.where(x > 1e-2, (x * np.cosh(x) - np.sinh(x)) / positive**2, x / 3 + x**3 / 30 + x**5 / 840)
+    np.testing.assert_allclose(sinhc(jnp.asarray(x)), exact, rtol=1e-14)
+    np.testing.assert_allclose(jax.vmap(jax.grad(sinhc))(jnp.asarray(x)), slope, rtol=1e-8, atol=1e-15)
 
 
 def test_blob_kernel_is_the_mean_inverse_square_over_a_gaussian():
@@ -202,9 +213,10 @@ def test_jit_equals_eager_and_vmap_equals_loop():
     eager = pd.prior.dose(phantom, source, **FAST).total
     jitted = eqx.filter_jit(lambda p: pd.prior.dose(p, source, **FAST))(phantom).total
     np.testing.assert_allclose(np.asarray(jitted), np.asarray(eager), rtol=1e-5, atol=1e-30)
-    # a traced source: the layout falls back to bounds from the grid, on the same lattice nodes
+    # a traced source: the layout falls back to bounds from the grid, on the same lattice nodes, and to
+    # the general read-back (along each ray, not at each depth's target height: a few 1e-4 apart)
     traced = eqx.filter_jit(pd.prior.dose)(phantom, source, **FAST).total
-    np.testing.assert_allclose(np.asarray(traced), np.asarray(eager), rtol=1e-4, atol=1e-30)
+    np.testing.assert_allclose(np.asarray(traced), np.asarray(eager), rtol=1e-3, atol=1e-30)
     scales = jnp.asarray([0.5, 1.5])
 
     def one(scale):
@@ -479,7 +491,10 @@ def test_axial_views_read_by_columns_equal_the_general_ray_tracing(getkey, monke
     monkeypatch.setattr(_model, "axial_layout", lambda *a: None)
     general = np.asarray(pd.prior.prepare(phantom, scan, **options).primary)
     assert general.max() > 0
-    np.testing.assert_allclose(columns, general, rtol=1e-4, atol=1e-6 * general.max())
+    # the column path reads each depth's nodes at the target's height, the general one along the
+    # target's ray: under 1e-3 apart in this steep cone (source 150 mm from the axis), where the 4 mm
+    # step's own error is ~20 % (measured on one such phantom: 6.5e-4 and 21 %; 1e-5 at a 0.25 mm step)
+    np.testing.assert_allclose(columns, general, rtol=1e-3, atol=1e-6 * general.max())
 
 
 def _shielded_slab(lead: bool):

@@ -423,7 +423,7 @@ def prepare(
     # Past mu l / 2 = 20 the fluence at the centre is below e^-20 anyway.
     chord_mm = math.sqrt(sum(h * h for h in grid.spacing_mm) / 3.0)
     own_mu = window.take(rho_basis) @ basis_e.T  # (wz, wy, wx, g) 1/cm
-    voxel_mean = jnp.exp(log_sinhc(jnp.minimum(0.05 * chord_mm * own_mu, 20.0)))
+    voxel_mean = sinhc(jnp.minimum(0.05 * chord_mm * own_mu, 20.0))
     mu_en = local[..., 0] * voxel_mean  # cm^2/g, per unit fluence at the centre
     rho = window.take(composition.density_g_cm3)
     # photons scattered per unit fluence: [n0, c1 n0, c2 n0, (E'/E) n0], shape (wz, wy, wx, g, 4)
@@ -438,11 +438,18 @@ def prepare(
     columns = None if axial is None else axial_columns(rho_basis)
     z_rows = np.zeros(beam.num_views, np.int32) if axial is None else axial[1]
 
-    def transmit(tau):
-        """Line integrals per basis function (..., k) -> transmission per group (..., g). The rays are
-        read back at the voxels as transmissions, not depths: a voxel's photons come along the rays
-        around its centre, and they carry the mean of exp(-tau), more than exp of the mean tau."""
-        return jnp.exp(-(tau @ basis_e.T))
+    def transmit(tau, tan_fan):
+        """Line integrals per basis function (r, a, b, k) -> transmission per group (r, a, b, g), through
+        the matter and the bowtie (a function of the fan tangent a only, smooth: read back with the
+        rest, not computed per voxel). The rays are read back at the voxels as transmissions, not
+        depths: a voxel's photons come along the rays around its centre, and they carry the mean of
+        exp(-tau), more than exp of the mean tau."""
+        through = jnp.exp(-(tau @ basis_e.T))
+        if beam.bowtie is None:
+            return through
+        return through * beam.bowtie.transmission(tan_fan, energy)[None, :, None]
+
+    unfiltered = eqx.tree_at(lambda b: b.bowtie, beam, None, is_leaf=lambda x: x is None)  # the bowtie: in `transmit`
 
     def one_view(carry, view):
         v, first_cell, z_row = view
@@ -465,19 +472,17 @@ def prepare(
         dist2 = jnp.sum(rel**2, axis=-1)
         safe2 = jnp.where(dist2 > 0, dist2, 1.0)
         direction = rel / jnp.sqrt(safe2)[:, None]
-        per_sr = beam.photons_per_sr(v, direction, _footprint(rel, beam.axes[v], spacing))
+        per_sr = unfiltered.photons_per_sr(v, direction, _footprint(rel, beam.axes[v], spacing))
         fluence = per_sr / safe2[:, None] * transmission  # (n, g) 1/mm^2
         dose_v = jnp.sum(kerma_gy(fluence, energy[None], mu_en_v), axis=-1)
         emitted = fluence[..., None] * scattering_v
         total = jnp.sum(emitted[..., 0], axis=1)
         position = jnp.concatenate([pts, pts**2], -1)  # (x, x^2) per axis
-        pooled = _pool(
-            jnp.concatenate([emitted.reshape(-1, 4 * g), total[:, None] * position], -1).reshape(
-                (slab,) + window.shape[1:] + (-1,)
-            ),
-            cell,
-        )  # (slab cells, cy, cx, 4 g + 6)
-        emitted, weighted = pooled[..., : 4 * g].reshape(pooled.shape[:3] + (g, 4)), pooled[..., 4 * g :]
+        # (slab cells, cy, cx, g, 4) and (slab cells, cy, cx, 6), pooled apart (a joint array costs a copy)
+        emitted, weighted = (
+            _pool(a.reshape((slab,) + window.shape[1:] + a.shape[1:]), cell)
+            for a in (emitted, total[:, None] * position)
+        )
         d = jax.lax.dynamic_slice_in_dim(cell_points, first_cell, slab_cells, axis=0) - f[None, None, None]
         d = d / jnp.linalg.norm(d, axis=-1, keepdims=True)
         outer = 1.5 * d[..., :, None] * d[..., None, :] - 0.5 * jnp.eye(3, dtype=d.dtype)[None, None, None]
@@ -550,11 +555,17 @@ def prepare(
     )
 
 
-def log_sinhc(x: Array) -> Array:
-    """ln(sinh(x) / x) for x >= 0, elementwise (as x + ln((1 - e^-2x) / 2x)), with finite gradients at 0."""
-    small = x < 1e-2
+def sinhc(x: Array) -> Array:
+    """sinh(x) / x for 0 <= x <= 40, elementwise, with finite gradients at 0.
+
+    One transcendental per element (the voxel-mean factor of every voxel and energy group):
+    with m = e^x - 1, sinh x = m (m + 2) / (2 (m + 1)), accurate down to small x, below
+    which the series 1 + x^2 / 6 + x^4 / 120 is exact in float64.
+    """
+    small = x < 1e-3
     safe = jnp.where(small, 1.0, x)
-    return jnp.where(small, x**2 / 6.0, safe + jnp.log(-jnp.expm1(-2.0 * safe) / (2.0 * safe)))
+    m = jnp.expm1(safe)
+    return jnp.where(small, 1.0 + x**2 * (1.0 / 6.0 + x**2 / 120.0), m * (m + 2.0) / (2.0 * safe * (m + 1.0)))
 
 
 def _footprint(rel_mm: Float[Array, "n 3"], axes: Float[Array, "3 3"], spacing_mm: Array) -> Float[Array, "n 2"]:

@@ -113,22 +113,31 @@ class _Lattice(NamedTuple):
         dr = self.r[1] - self.r[0]
         path = jnp.sqrt(1.0 + self.a[:, None] ** 2 + self.b[None, :] ** 2)  # mm of ray per mm of depth
         steps = 0.5 * (mu[1:] + mu[:-1]) * (dr * 0.1) * path[None, :, :, None]
-        return jnp.concatenate([jnp.zeros_like(mu[:1]), jnp.cumsum(steps, axis=0)], axis=0)
+        # a prefix sum as a tree of additions: 5x faster than jnp.cumsum (a reduce-window) on CPU
+        return jnp.concatenate([jnp.zeros_like(mu[:1]), jax.lax.associative_scan(jnp.add, steps, axis=0)], axis=0)
 
 
-def _lattice(grid, focal_mm, axes, aperture_lo, aperture_hi, targets_mm, bev, step_mm) -> _Lattice:
+def _lattice(grid, focal_mm, axes, aperture_lo, aperture_hi, targets_mm, bev, step_mm, hull_mm=None) -> _Lattice:
+    """The lattice over `targets_mm` (n, 3), or over `hull_mm` when given: points whose convex hull
+    holds the targets, all in front of the focal spot (e.g. a box's corners: depth and tangents,
+    linear and linear-fractional in position, take their extremes at the vertices)."""
     c, u, w = axes
     n_r, n_a, n_b = bev
     corners = jnp.asarray(box_corners(*grid.bounds_mm), targets_mm.dtype)
     r0 = jnp.maximum(jnp.min((corners - focal_mm[None]) @ c), 0.0)
-    rel_t = targets_mm - focal_mm[None]
-    depth_t = rel_t @ c
-    r1 = jnp.maximum(jnp.max(depth_t), r0 + 1e-3)
-    safe = jnp.where(depth_t > 0, depth_t, 1.0)
-    ab_t = jnp.stack([rel_t @ u, rel_t @ w], axis=-1) / safe[:, None]
-    inside = depth_t > 0
-    ab_lo = jnp.maximum(aperture_lo, jnp.min(jnp.where(inside[:, None], ab_t, jnp.inf), axis=0))
-    ab_hi = jnp.minimum(aperture_hi, jnp.max(jnp.where(inside[:, None], ab_t, -jnp.inf), axis=0))
+
+    def depth_and_tangents(points):
+        rel = points - focal_mm[None]
+        depth = rel @ c
+        safe = jnp.where(depth > 0, depth, 1.0)
+        return depth, jnp.stack([rel @ u, rel @ w], axis=-1) / safe[:, None]
+
+    depth_t, ab_t = depth_and_tangents(targets_mm)
+    depth_h, ab_h = (depth_t, ab_t) if hull_mm is None else depth_and_tangents(hull_mm)
+    r1 = jnp.maximum(jnp.max(depth_h), r0 + 1e-3)
+    inside = depth_h > 0
+    ab_lo = jnp.maximum(aperture_lo, jnp.min(jnp.where(inside[:, None], ab_h, jnp.inf), axis=0))
+    ab_hi = jnp.minimum(aperture_hi, jnp.max(jnp.where(inside[:, None], ab_h, -jnp.inf), axis=0))
     ab_hi = jnp.maximum(ab_hi, ab_lo + 1e-6)
     # nodes step_mm apart in depth and across (at the deepest target); the counts are static bounds, so
     # a tight (concrete) and a loose (traced) layout share their nodes and give the same values
@@ -151,7 +160,7 @@ def line_integrals(
     targets_mm: Float[Array, "n 3"],
     bev: tuple[int, int, int],
     step_mm: float,
-    readout: Callable[[Array], Array] | None = None,
+    readout: Callable[[Array, Array], Array] | None = None,
 ) -> Float[Array, "n q"]:
     """Integral of each basis density (1/cm per unit basis) from the focal spot to each target, in-grid part.
 
@@ -163,8 +172,9 @@ def line_integrals(
         targets_mm: target points (mm), shape (n, 3).
         bev: lattice nodes (depth, u, w), static upper bounds (see `bev_shape`).
         step_mm: node spacing in depth and, at the deepest target, across the beam.
-        readout: maps the lattice's integrals (..., k) to the values read back at the
-            targets (..., q), e.g. the transmission per energy group (default: the integrals).
+        readout: maps the lattice's integrals (r, a, b, k) and its fan tangents (a,) to the
+            values read back at the targets (r, a, b, q), e.g. the transmission per energy
+            group through the matter and the bowtie (default: the integrals).
 
     Returns:
         The read-back values at the targets, shape (n, q): by default the dimensionless line
@@ -176,7 +186,9 @@ def line_integrals(
     points = focal_mm[None, None, None] + lattice.r[:, None, None, None] * ray[None]  # (r, a, b, 3)
     mu = trilinear(basis_density, grid.to_index(points), outside_zero=True, stacked=True)  # (r, a, b, k) 1/cm
     tau = lattice.integrate(mu)
-    return trilinear(tau if readout is None else readout(tau), lattice.index, outside_zero=False, stacked=True)
+    return trilinear(
+        tau if readout is None else readout(tau, lattice.a), lattice.index, outside_zero=False, stacked=True
+    )
 
 
 def axial_columns(basis_density: Float[Array, "z y x k"]) -> Float[Array, "y+2 x+2 z+2 k"]:
@@ -196,20 +208,24 @@ def axial_line_integrals(
     step_mm: float,
     z_start,
     z_nodes: int,
-    readout: Callable[[Array], Array] | None = None,
+    readout: Callable[[Array, Array], Array] | None = None,
 ) -> Float[Array, "tz y x q"]:
     """`line_integrals` for a view whose slice direction w is the grid's z axis (c, u in the (y, x)
-    plane: a CT view, an untilted C-arm) and targets on whole (y, x) columns, shape (tz, y, x, 3).
+    plane: a CT view, an untilted C-arm) and targets on a box lattice (voxel centres of a box of
+    the grid), shape (tz, y, x, 3).
 
-    The same values, read by columns: a lattice node (r, a, b) lies at height z = f_z + r b
-    above the point (y, x) that (r, a) fixes, so trilinear interpolation is bilinear in
-    (y, x), reading one z column per (r, a) from `axial_columns`, then linear in z, and the
-    read-back likewise. Only the padded z rows [z_start, z_start + z_nodes) are read: they
-    must hold every node a target's integral passes (see `_model.prepare`); nodes outside
-    read 0.
+    Read by columns: a lattice node (r, a, b) lies at height z = f_z + r b above the point
+    (y, x) that (r, a) fixes, so trilinear interpolation is bilinear in (y, x), reading one
+    z column per (r, a) from `axial_columns`, then linear in z. The read-back takes each
+    depth's nodes to the targets' heights, then interpolates bilinearly in (r, a), which
+    are the same for a whole target column. Only the padded z rows [z_start, z_start +
+    z_nodes) are read: they must hold every node a target's integral passes (see
+    `_model.prepare`); nodes outside read 0.
     """
     tz, ny, nx = targets_mm.shape[:3]
-    lattice = _lattice(grid, focal_mm, axes, aperture_lo, aperture_hi, targets_mm.reshape(-1, 3), bev, step_mm)
+    box = targets_mm[:: tz - 1 or 1, :: ny - 1 or 1, :: nx - 1 or 1].reshape(-1, 3)  # its corners
+    columns_mm = targets_mm[0].reshape(-1, 3)
+    lattice = _lattice(grid, focal_mm, axes, aperture_lo, aperture_hi, columns_mm, bev, step_mm, hull_mm=box)
     c, u, _ = axes
     dtype = targets_mm.dtype
     origin, spacing = (jnp.asarray(v, dtype) for v in (grid.origin_mm, grid.spacing_mm))
@@ -227,14 +243,17 @@ def axial_line_integrals(
     iz, t = cell_of((z - origin[0]) / spacing[0] + 1.0, n_z)
     mu = jnp.einsum("rbl,ralk->rabk", _hat(iz - z_start, t, z_nodes), column)
     tau = lattice.integrate(mu)  # (r, a, b, k)
-    tau = tau if readout is None else readout(tau)  # (r, a, b, q)
-    # read back: bilinear in (r, a) per target column, then linear in b along it
-    index = lattice.index.reshape(tz, ny, nx, 3)
+    tau = tau if readout is None else readout(tau, lattice.a)  # (r, a, b, q)
+    # read back: linear in b at each depth, to the targets' heights, then bilinear in (r, a) per
+    # target column (between two depths a ray climbs step_mm x its slope, so reading both at the
+    # target's height instead of along its ray differs by a small fraction of a node)
     n_r, n_a, n_b = (jnp.asarray(n, dtype) for n in tau.shape[:3])
-    (ir, tr), (ia, ta) = (cell_of(index[0, ..., j], n) for j, n in ((0, n_r), (1, n_a)))
-    rows = bilinear(tau, ir, tr, ia, ta)  # (y, x, b, k)
-    ib, t = cell_of(index[..., 2], n_b)  # (tz, y, x)
-    return jnp.einsum("zyxb,yxbk->zyxk", _hat(ib, t, tau.shape[2]), rows)
+    slope = (targets_mm[None, :, 0, 0, 0] - focal_mm[0]) / lattice.r[:, None]  # (r, tz)
+    ib, t = cell_of((slope - lattice.b[0]) / (lattice.b[1] - lattice.b[0]), n_b)
+    at_heights = jnp.einsum("rzb,rabq->razq", _hat(ib, t, tau.shape[2]), tau)  # (r, a, tz, q)
+    index = lattice.index.reshape(ny, nx, 3)
+    (ir, tr), (ia, ta) = (cell_of(index[..., j], n) for j, n in ((0, n_r), (1, n_a)))
+    return jnp.moveaxis(bilinear(at_heights, ir, tr, ia, ta), 2, 0)  # (tz, y, x, q)
 
 
 def _hat(i0: Array, t: Array, n: int) -> Array:

@@ -123,36 +123,37 @@ def scattered_fluence(
     dtype = source_mm.dtype
     frac = (jnp.arange(path_samples, dtype=dtype) + 0.5) / path_samples
     # Legendre features of the direction, [1, Omega, Omega Omega^T], against the moments [n0, 3 n1, 5 Q]
-    variance = (source_var_mm2 + (jnp.asarray(coarse_grid.spacing_mm, dtype) ** 2 / 12.0)[None])[None]  # (1, s, 3)
+    variance = (source_var_mm2 + (jnp.asarray(coarse_grid.spacing_mm, dtype) ** 2 / 12.0)[None])[:, None]  # (s, 1, 3)
     moments = jnp.concatenate([n0[..., None], 3.0 * n1, 5.0 * q.reshape(q.shape[:2] + (9,))], -1) / (4.0 * math.pi)
     # squared attenuation and scattering coefficients (1/mm^2) of each source's own matter, (2, s, g)
     at_source = 0.1 * trilinear(coarse, coarse_grid.to_index(source_mm), outside_zero=True)  # (s, k + j) 1/mm
     per_basis = at_source[:, None, :] * basis  # (s, g, k + j)
     source_mu2 = jnp.stack([jnp.sum(per_basis[..., :k], -1), jnp.sum(per_basis[..., k:], -1)]) ** 2
 
-    def transport(t, mean_mu):  # targets (b, 3), mean basis densities along each path (b, s, k + j)
-        rel = t[:, None, :] - source_mm[None]  # (b, s, 3)
+    def transport(t, mean_mu):  # targets (b, 3), mean basis densities along each path (s, b, k + j)
+        # arrays run (source, group, target): the dots' own output order, so nothing is transposed
+        rel = t[None] - source_mm[:, None]  # (s, b, 3)
         r2 = jnp.sum(rel**2, axis=-1)
         r = jnp.sqrt(r2 + 1e-6)
         omega = rel / r[..., None]
         tau_k = mean_mu * (r * 0.1)[..., None]
-        tau = jnp.einsum("bsk,sgk->bsg", tau_k[..., :k], basis[..., :k])
-        tau_s = jnp.einsum("bsk,sgk->bsg", tau_k[..., k:], basis[..., k:])
+        tau = jnp.einsum("sgk,sbk->sgb", basis[..., :k], tau_k[..., :k])
+        tau_s = jnp.einsum("sgk,sbk->sgb", basis[..., k:], tau_k[..., k:])
         features = jnp.concatenate(
             [jnp.ones_like(r)[..., None], omega, (omega[..., :, None] * omega[..., None, :]).reshape(r.shape + (9,))],
             -1,
         )
-        angular = jnp.maximum(jnp.einsum("bsm,sgm->bsg", features, moments), 0.0)
+        angular = jnp.maximum(jnp.einsum("sgm,sbm->sgb", moments, features), 0.0)
         # the optical depths' standard deviations over the source's emission along the path, at most
         # sqrt(depth) (the Gaussian tilt moves the dominant depth to tau - sd^2, which must stay >= 0)
-        along = jnp.sum(omega**2 * source_var_mm2[None], axis=-1)[..., None]  # (b, s, 1) mm^2
-        sd_tau = _sqrt(jnp.minimum(along * source_mu2[0][None], tau))
-        sd_tau_s = _sqrt(jnp.minimum(along * source_mu2[1][None], tau_s))
-        mean_attenuation = attenuation(tau, tau_s, energy_kev[None], sd_tau, sd_tau_s)
-        kernel = angular * mean_attenuation * blob_inverse_square(r2, omega, variance)[..., None]
-        energy = kernel * energy_kev[None]
-        toward = -jnp.einsum("bs,bsi->bi", jnp.sum(energy, axis=-1), omega)
-        return jnp.sum(kernel, axis=1), jnp.sum(energy, axis=1), toward
+        along = jnp.sum(omega**2 * source_var_mm2[:, None], axis=-1)[:, None]  # (s, 1, b) mm^2
+        sd_tau = _sqrt(jnp.minimum(along * source_mu2[0][..., None], tau))
+        sd_tau_s = _sqrt(jnp.minimum(along * source_mu2[1][..., None], tau_s))
+        mean_attenuation = attenuation(tau, tau_s, energy_kev[..., None], sd_tau, sd_tau_s)
+        kernel = angular * mean_attenuation * blob_inverse_square(r2, omega, variance)[:, None]
+        energy = kernel * energy_kev[..., None]
+        toward = -jnp.einsum("sb,sbi->bi", jnp.sum(energy, axis=1), omega)
+        return jnp.sum(kernel, axis=0).T, jnp.sum(energy, axis=0).T, toward
 
     if targets_mm is None:  # blocks of (z, y) rows of cells, each row all of x
         cz, cy, cx = coarse_grid.shape
@@ -168,16 +169,16 @@ def scattered_fluence(
                 [jnp.broadcast_to(zy[:, None, :], (rows, cx, 2)), jnp.broadcast_to(x[None, :, None], (rows, cx, 1))],
                 -1,
             ).reshape(-1, 3)
-            mean_mu = jax.vmap(lambda c: _lattice_path_mean(padded, zy, c, frac), out_axes=2)(source_index)
-            return transport(coarse_grid.to_world(index), mean_mu.reshape((rows * cx,) + mean_mu.shape[2:]))
+            mean_mu = jax.vmap(lambda c: _lattice_path_mean(padded, zy, c, frac))(source_index)  # (s, rows, x, c)
+            return transport(coarse_grid.to_world(index), mean_mu.reshape((mean_mu.shape[0], rows * cx, -1)))
 
         blocks = zy
         n = cz * cy * cx
     else:
 
         def one_block(t):
-            points = source_mm[None, None] + frac[:, None, None, None] * (t[:, None, :] - source_mm[None])[None]
-            mu = trilinear(coarse, coarse_grid.to_index(points), outside_zero=True, stacked=True)  # (p, b, s, k + j)
+            points = source_mm[None, :, None] + frac[:, None, None, None] * (t[None] - source_mm[:, None])[None]
+            mu = trilinear(coarse, coarse_grid.to_index(points), outside_zero=True, stacked=True)  # (p, s, b, k + j)
             return transport(t, jnp.mean(mu, axis=0))
 
         n = targets_mm.shape[0]

@@ -449,8 +449,6 @@ def prepare(
             return through
         return through * beam.bowtie.transmission(tan_fan, energy)[None, :, None]
 
-    unfiltered = eqx.tree_at(lambda b: b.bowtie, beam, None, is_leaf=lambda x: x is None)  # the bowtie: in `transmit`
-
     def one_view(carry, view):
         v, first_cell, z_row = view
         z0 = first_cell * cell[0]
@@ -472,7 +470,7 @@ def prepare(
         dist2 = jnp.sum(rel**2, axis=-1)
         safe2 = jnp.where(dist2 > 0, dist2, 1.0)
         direction = rel / jnp.sqrt(safe2)[:, None]
-        per_sr = unfiltered.photons_per_sr(v, direction, _footprint(rel, beam.axes[v], spacing))
+        per_sr = beam.photons_per_sr(v, direction, _footprint(rel, beam.axes[v], spacing), bowtie=False)  # see transmit
         fluence = per_sr / safe2[:, None] * transmission  # (n, g) 1/mm^2
         dose_v = jnp.sum(kerma_gy(fluence, energy[None], mu_en_v), axis=-1)
         emitted = fluence[..., None] * scattering_v

@@ -177,6 +177,8 @@ class Beam(eqx.Module):
         view: Int[ArrayLike, ""],
         direction: Float[ArrayLike, "*b 3"],
         blur: Float[ArrayLike, "*b 2"] | None = None,
+        *,
+        bowtie: bool = True,
     ) -> Float[Array, "*b n"]:
         """Source photons per steradian emitted by view `view` along `direction`, per energy.
 
@@ -185,6 +187,8 @@ class Beam(eqx.Module):
         `blur`: half-widths (u, w), in tangent units, of a box the aperture is averaged
         over (e.g. a voxel's extent seen from the focal spot, so a voxel the field edge
         cuts gets the covered fraction); None: the aperture's sharp edge.
+        `bowtie`: False leaves the bowtie's transmission out (for a caller that applies
+        it itself, e.g. along rays).
         """
         t = self.aperture_coords(view, direction)
         offset = t - _trailing(self.aperture_center, t)
@@ -200,7 +204,7 @@ class Beam(eqx.Module):
             inside = covered > 0
         per_sr = (covered * (self.view_weight[view] / self.solid_angle_sr))[..., None]
         out = per_sr * _trailing(self.spectrum.fluence, per_sr)
-        if self.bowtie is not None:
+        if bowtie and self.bowtie is not None:
             fan = jnp.clip(offset[..., 0], -half[..., 0], half[..., 0]) + self.aperture_center[0]
             out = out * self.bowtie.transmission(jnp.where(inside, fan, 0.0), self.spectrum.energy_kev)
         return out

@@ -1,6 +1,6 @@
 """High-statistics Monte Carlo reference doses for calibrating and evaluating the physics prior.
 
-Seven scenarios (CT organ dose in synthetic patients and the TG-195 Case 5 torso; staff dose
+Nine scenarios (CT organ dose in synthetic patients and the TG-195 Case 5 torso; staff dose
 in the interventional room), each `name -> (phantom, source, mc_kwargs)` with a role
 ("calibration": the prior's free parameters may be fitted to it; "evaluation": held out) and
 a photon count. Doses are per source photon, as `physdose.mc.simulate` returns them.
@@ -235,6 +235,10 @@ SCENARIOS: dict[str, Scenario] = {
             lambda: _helical_ct(3, "female", 120.0, ("kidneys", "stomach"), 160),
         ),
         Scenario("ct_chest_m4", "evaluation", CT_PHOTONS, 104, lambda: _helical_ct(4, "male", 80.0, ("lungs",), 120)),
+        Scenario(
+            "ct_abdomen_f5", "evaluation", CT_PHOTONS, 108, lambda: _helical_ct(5, "female", 80.0, ("liver",), 120)
+        ),
+        Scenario("ct_chest_f6", "evaluation", CT_PHOTONS, 109, lambda: _helical_ct(6, "female", 80.0, ("lungs",), 120)),
         Scenario("ct_tg195_torso", "evaluation", CT_PHOTONS, 106, _tg195_torso),
         Scenario("staff_lao30_90", "evaluation", STAFF_PHOTONS, 107, lambda: _staff(90.0, 30.0, 10.0), lanes=16384),
     )

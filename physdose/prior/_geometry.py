@@ -42,20 +42,27 @@ def sample_views(beam: Beam, max_views: int) -> Beam:
     )
 
 
-def group_spectrum(spectrum: Spectrum, group_kev: float) -> Spectrum:
-    """The spectrum condensed to energy groups `group_kev` wide (fixed edges from 0 keV).
+def group_count(spectrum: Spectrum, group_kev: float) -> int:
+    """Energy groups `group_kev` wide from 0 keV up to the spectrum's highest energy with
+    fluence (up to 150 keV when the spectrum is traced)."""
+    if is_concrete(spectrum.energy_kev, spectrum.fluence):  # no empty groups above the spectrum's end
+        e, f = np.asarray(spectrum.energy_kev), np.asarray(spectrum.fluence)
+        e_max = float(e[f > 0].max()) if np.any(f > 0) else float(e.max())
+    else:
+        e_max = 150.0
+    return max(1, math.ceil(e_max / group_kev + 1e-9))
+
+
+def group_spectrum(spectrum: Spectrum, group_kev: float, n: int | None = None) -> Spectrum:
+    """The spectrum condensed to `n` energy groups `group_kev` wide (fixed edges from 0 keV;
+    default `group_count`).
 
     Each group's weight is the sum of its bins' fluence and its energy their
     fluence-weighted mean (empty groups sit at their centre with weight 0), so doses stay
     differentiable with respect to the spectrum's weights (groups with less than
     `EMPTY_GROUP` of the fluence sit at their centre).
     """
-    if is_concrete(spectrum.energy_kev, spectrum.fluence):  # no empty groups above the spectrum's end
-        e, f = np.asarray(spectrum.energy_kev), np.asarray(spectrum.fluence)
-        e_max = float(e[f > 0].max()) if np.any(f > 0) else float(e.max())
-    else:
-        e_max = 150.0
-    n = max(1, math.ceil(e_max / group_kev + 1e-9))
+    n = group_count(spectrum, group_kev) if n is None else n
     edges = jnp.arange(n + 1, dtype=spectrum.fluence.dtype) * group_kev
     e = spectrum.energy_kev
     member = (e[None] >= edges[:-1, None]) & (e[None] < edges[1:, None])

@@ -4,6 +4,7 @@ import functools
 import json
 import math
 from importlib import resources
+from typing import NamedTuple
 
 import equinox as eqx
 import jax
@@ -25,6 +26,7 @@ from ._geometry import (
     beam_window,
     bev_shape,
     cell_voxels,
+    group_count,
     group_spectrum,
     sample_views,
     view_slabs,
@@ -249,9 +251,11 @@ class Scene(eqx.Module):
         drop = jnp.exp(-self._last_leg(self.grid, fine, points_mm, toward))
         return self._kerma(phi * drop, psi * drop, composition)
 
+    @eqx.filter_jit
     def dose(self, params: PriorParams) -> PriorDose:
         """Primary and scattered dose on the whole grid; the scattered part is computed per
-        coarse cell and interpolated trilinearly to the voxels (see `_scatter_dose`)."""
+        coarse cell and interpolated trilinearly to the voxels (see `_scatter_dose`). Compiled
+        once per scene layout."""
 
         def interpolate(values):
             return resample_linear(values.reshape(self.coarse_grid.shape + (-1,)), self.coarse_grid, self.grid)
@@ -322,9 +326,10 @@ def dose(
     Klein-Nishina x S / Thomson x F^2 angular weighting, attenuated to each target, times
     a calibrated build-up factor (see `physdose.prior._scatter`).
 
-    Pure JAX: wrap in `equinox.filter_jit` (the keyword options are static), vmap over
-    scenarios, and differentiate with respect to densities, `material_fractions`,
-    spectrum weights, source geometry and `params`.
+    Pure JAX: compiled once per layout (grid, views, options) and reused by later calls
+    with the same layout; jit it with other work (`equinox.filter_jit`, the keyword
+    options static), vmap over scenarios, and differentiate with respect to densities,
+    `material_fractions`, spectrum weights, source geometry and `params`.
 
     Args:
         phantom: the voxel phantom.
@@ -396,18 +401,61 @@ def prepare(
     for name, value in (("max_views", max_views), ("n_sources", n_sources), ("path_samples", path_samples)):
         if not isinstance(value, int) or value < 1:
             raise ValueError(f"{name} must be a positive int, got {value!r}")
+    composition = Composition.of(phantom, material_fractions)
+    cell = cell_voxels(grid, cell_mm)
+    window = beam_window(grid, beam, cell)
+    slab_cells, slab_starts = view_slabs(grid, beam, window)
+    axial = axial_layout(grid, beam, window, slab_cells * cell[0], slab_starts, step_mm)
+    layout = _Layout(
+        window=window,
+        bev=bev_shape(grid, window, beam, step_mm),
+        step_mm=float(step_mm),
+        groups=group_count(beam.spectrum, group_kev),
+        group_kev=float(group_kev),
+        slab_cells=slab_cells,
+        axial_rows=None if axial is None else axial[0],
+        n_sources=n_sources,
+        path_samples=path_samples,
+        last_leg_mm=last_leg_mm,
+        world_medium=world_medium,
+    )
+    z_rows = np.zeros(beam.num_views, np.int32) if axial is None else axial[1]
+    return _scene(phantom, composition, beam, slab_starts, z_rows, layout)
+
+
+class _Layout(NamedTuple):
+    """The static choices of `prepare` (array shapes, options), made on concrete values before tracing."""
+
+    window: Window
+    bev: tuple[int, int, int]
+    step_mm: float
+    groups: int
+    group_kev: float
+    slab_cells: int
+    axial_rows: int | None  # z rows each view reads on the column path; None: the general path
+    n_sources: int
+    path_samples: int
+    last_leg_mm: float | None
+    world_medium: str | None
+
+
+@eqx.filter_jit
+def _scene(
+    phantom: Phantom, composition: Composition, beam: Beam, slab_starts: Array, z_rows: Array, layout: _Layout
+) -> Scene:
+    """The arrays of `prepare`, compiled once per layout (eager, each call would compile its loops again).
+
+    `slab_starts`, `z_rows`: first cell of each view's z-slab and first padded z row it reads, shape (views,).
+    """
+    grid = phantom.grid
+    window, bev, step_mm, cell = layout.window, layout.bev, layout.step_mm, layout.window.cell
     dtype = phantom.density_g_cm3.dtype
     data = medium_data(phantom.materials.materials, jnp.dtype(dtype).name)
     table = phantom.materials
-    composition = Composition.of(phantom, material_fractions)
-
-    spectrum = group_spectrum(beam.spectrum, group_kev)
+    spectrum = group_spectrum(beam.spectrum, layout.group_kev, layout.groups)
     beam = eqx.tree_at(lambda b: b.spectrum, beam, spectrum)
     energy = spectrum.energy_kev  # (g,)
     g = energy.shape[0]
-    cell = cell_voxels(grid, cell_mm)
-    window = beam_window(grid, beam, cell)
-    bev = bev_shape(grid, window, beam, step_mm)
 
     rho_basis = basis_density(composition, data.basis)  # (z, y, x, k) 1/cm per unit basis
     basis_e = data.basis.at(energy)  # (g, k)
@@ -430,13 +478,12 @@ def prepare(
     scattering = local[..., 1:] * (voxel_mean * rho[..., None] * 0.1 * grid.voxel_volume_mm3)[..., None]
     points = window.centers_mm(grid)  # (wz, wy, wx, 3)
     cell_points = _pool(points, cell) / math.prod(cell)  # (cz, cy, cx, 3)
-    mu_medium = _medium_mu_per_mm(world_medium, energy)
+    mu_medium = _medium_mu_per_mm(layout.world_medium, energy)
     spacing = jnp.asarray(grid.spacing_mm, dtype)
-    slab_cells, slab_starts = view_slabs(grid, beam, window)
+    slab_cells = layout.slab_cells
     slab = slab_cells * cell[0]  # voxels
-    axial = axial_layout(grid, beam, window, slab, slab_starts, step_mm)
-    columns = None if axial is None else axial_columns(rho_basis)
-    z_rows = np.zeros(beam.num_views, np.int32) if axial is None else axial[1]
+    axial = layout.axial_rows is not None
+    columns = axial_columns(rho_basis) if axial else None
 
     def transmit(tau, tan_fan):
         """Line integrals per basis function (r, a, b, k) -> transmission per group (r, a, b, g), through
@@ -459,12 +506,12 @@ def prepare(
         pts = pts_slab.reshape(-1, 3)
         f = beam.focal_mm[v]
         lo, hi = beam.aperture_center - beam.tan_half, beam.aperture_center + beam.tan_half
-        if axial is None:
-            transmission = line_integrals(grid, rho_basis, f, beam.axes[v], lo, hi, pts, bev, step_mm, transmit)
-        else:
+        if axial:
             transmission = axial_line_integrals(
-                grid, columns, f, beam.axes[v], lo, hi, pts_slab, bev, step_mm, z_row, axial[0], transmit
+                grid, columns, f, beam.axes[v], lo, hi, pts_slab, bev, step_mm, z_row, layout.axial_rows, transmit
             ).reshape(pts.shape[0], -1)
+        else:
+            transmission = line_integrals(grid, rho_basis, f, beam.axes[v], lo, hi, pts, bev, step_mm, transmit)
         transmission = transmission * jnp.exp(-outside_path_mm(grid, f, pts)[:, None] * mu_medium[None])
         rel = pts - f[None]
         dist2 = jnp.sum(rel**2, axis=-1)
@@ -500,7 +547,7 @@ def prepare(
         jnp.zeros(shape, dtype)
         for shape in (window.shape, cells + (g,), cells + (g, 3), cells + (g, 3, 3), cells + (g,), cells + (6,))
     )
-    views = (jnp.arange(beam.num_views), jnp.asarray(slab_starts), jnp.asarray(z_rows))
+    views = (jnp.arange(beam.num_views), jnp.asarray(slab_starts, jnp.int32), jnp.asarray(z_rows, jnp.int32))
     carry, _ = jax.lax.scan(one_view, init, views)
     dose_p, n0, n1, q, n_ratio, weighted_pos = carry
     c = math.prod(cells)
@@ -509,7 +556,7 @@ def prepare(
 
     # keep the n_sources strongest cells; every other cell's emission joins its nearest kept cell
     strength = jnp.sum(n0, axis=1)
-    k = min(n_sources, c)
+    k = min(layout.n_sources, c)
     # ties resolve by position in the grid, the same way whatever the window
     tie_break = 1.0 - 1e-3 * jnp.asarray(window.cell_rank(grid), dtype)
     _, top = jax.lax.top_k(jax.lax.stop_gradient(strength) * tie_break, k)
@@ -530,6 +577,7 @@ def prepare(
 
     target = whole_grid(grid, cell)
     coarse_grid = _coarse_grid(grid, target)
+    last_leg_mm = layout.last_leg_mm
     if last_leg_mm is None:
         last_leg_mm = max(coarse_grid.spacing_mm) if data.shielding else 0.0
     return Scene(
@@ -548,7 +596,7 @@ def prepare(
         q=q,
         scattered_kev=scattered_kev,
         source_var_mm2=source_var,
-        path_samples=path_samples,
+        path_samples=layout.path_samples,
         last_leg_mm=float(last_leg_mm),
     )
 

@@ -323,9 +323,15 @@ def _hp_values(dose, phantom, sites) -> np.ndarray:
     return out
 
 
-def generate(name: str, *, scale: float = 1.0, out: str | os.PathLike = CACHE, runs: int | None = None) -> Path:
-    """Simulate scenario `name` and write its reference file (skipped if it exists); resumable."""
+def generate(
+    name: str, *, scale: float = 1.0, out: str | os.PathLike = CACHE, runs: int | None = None, seed: int | None = None
+) -> Path:
+    """Simulate scenario `name` and write its reference file (skipped if it exists); resumable.
+
+    `seed`: instead of the scenario's own, for an independent twin of its reference.
+    """
     s = _scenario(name)
+    s = s if seed is None else dataclasses.replace(s, seed=seed)
     path = reference_path(name, out)
     if path.exists():
         print(f"[{name}] exists: {path}", flush=True)

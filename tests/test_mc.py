@@ -8,7 +8,7 @@ import physdose as pd
 from physdose.materials import MaterialTable
 from physdose.mc import DiskScorer, sample_coherent, sample_incoherent
 from physdose.mc._interactions import HC_KEV_ANGSTROM, ScatterDensity, ScatterTables
-from physdose.mc._transport import _stage_lanes
+from physdose.mc._transport import _densest, _stage_lanes
 
 MONO60 = pd.Spectrum.monoenergetic(60.0)
 
@@ -278,6 +278,23 @@ def test_scatter_splitting_rejects_bad_targets():
         pd.mc.ScatterSplitting((0.0, 0.0, 0.0), 0.0)
     with pytest.raises(ValueError, match="center_mm"):
         pd.mc.ScatterSplitting((0.0, np.nan, 0.0), 10.0)
+
+
+def test_densest_voxel_per_block_and_material_matches_a_direct_search():
+    """The majorants' one-pass table against a loop over blocks and materials (partial edge blocks)."""
+    rng = np.random.default_rng(3)
+    ids = rng.integers(0, 4, (13, 10, 9)).astype(np.int32)
+    ids[ids == 2] = 1  # material 2 absent: its column is 0
+    rho = rng.uniform(0.1, 11.0, ids.shape).astype(np.float32)
+    table = _densest(ids, rho, (4, 4, 4), 4)
+    expected = []
+    for z in range(0, 13, 4):
+        for y in range(0, 10, 4):
+            for x in range(0, 9, 4):
+                block = (slice(z, z + 4), slice(y, y + 4), slice(x, x + 4))
+                expected.append([rho[block][ids[block] == m].max(initial=0.0) for m in range(4)])
+    np.testing.assert_array_equal(table, np.asarray(expected, np.float64))
+    assert np.all(table[:, 2] == 0) and table.shape == (4 * 3 * 3, 4)
 
 
 def test_majorant_blocks_give_the_global_majorant_result(getkey):

@@ -228,12 +228,12 @@ def medium_data(materials: tuple, dtype_name: str) -> MediumData:
     with jax.ensure_compile_time_eval():
         table = MaterialTable.from_materials(materials)
         table = jax.tree.map(lambda a: a.astype(dtype_name) if jnp.issubdtype(a.dtype, jnp.floating) else a, table)
-        return MediumData(
-            AttenuationBasis.from_table(table),
-            AttenuationBasis.from_table(table, scattering=True),
-            jax.jit(ScatterData.from_table)(table),
-            bool(np.any(shields(table))),
-        )
+        bases = AttenuationBasis.from_table(table), AttenuationBasis.from_table(table, scattering=True)
+        shielding = bool(np.any(shields(table)))
+    # compiled as one program and run on the concrete table, even inside a trace (evaluated at
+    # compile time instead, its few hundred operations would each be compiled: 4-5 s)
+    scatter = jax.jit(ScatterData.from_table).lower(table).compile()(table)
+    return MediumData(*bases, scatter, shielding)
 
 
 def shields(table: MaterialTable) -> np.ndarray:

@@ -276,22 +276,21 @@ def report(name, phantom, ref, total, scatter, seconds):
             if n.startswith("physician/") and sigma < 0.1 and value > 0:
                 _row(n, ours[n], value, sigma)
         return
-    errors = organ_errors(phantom, ref, total)
+    ours = organ_doses(total, phantom)
+    errors = organ_errors(phantom, ref, ours)
     body = np.asarray(phantom.density_g_cm3) > 0.1
     share = float(scatter[body].sum() / total[body].sum())
     print(f"  {name} ({seconds:.1f} s with compilation): {gamma_text(phantom, ref, total)}, scatter share"
           f" {100 * share:.0f} %")  # fmt: skip
     print(f"    in-scan organs: {percentiles(list(errors.values()))}")
-    ours = organ_doses(total, phantom)
     theirs = dict(zip(ref["organ_names"], ref["organ_dose_gy"]))
     sig = dict(zip(ref["organ_names"], ref["organ_rel_sigma"]))
     for n in sorted(errors, key=lambda n: -abs(errors[n])):
         _row(n, ours[n], theirs[n], sig[n])
 
 
-def organ_errors(phantom, ref, dose) -> dict[str, float]:
-    """dose / MC - 1 (%) of the organs inside the scan range."""
-    ours = organ_doses(dose, phantom)
+def organ_errors(phantom, ref, ours: dict[str, float]) -> dict[str, float]:
+    """Organ doses `ours` (from `organ_doses`) / MC - 1 (%), for the organs inside the scan range."""
     theirs = dict(zip(ref["organ_names"], ref["organ_dose_gy"]))
     return {n: 100 * (ours[n] / theirs[n] - 1) for n in in_scan_organs(phantom, ref) if theirs.get(n, 0) > 0}
 
@@ -321,7 +320,7 @@ def noise_floor(names: list[str]) -> None:
         generate(name, out=twins, seed=SCENARIOS[name].seed + 1000)
         ref, twin = load_reference(name), load_reference(name, twins)
         phantom, _, _ = build(name)
-        errors = organ_errors(phantom, ref, twin["dose_gy"])
+        errors = organ_errors(phantom, ref, organ_doses(twin["dose_gy"], phantom))
         print(f"  {name}: independent MC against the reference: {gamma_text(phantom, ref, twin['dose_gy'])}")
         print(f"    in-scan organs: {percentiles(list(errors.values()))}")
         # a noise-free model differs from the reference by the reference's noise e1 alone; (twin - ref) / sqrt 2

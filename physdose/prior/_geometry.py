@@ -53,16 +53,15 @@ def group_count(spectrum: Spectrum, group_kev: float) -> int:
     return max(1, math.ceil(e_max / group_kev + 1e-9))
 
 
-def group_spectrum(spectrum: Spectrum, group_kev: float, n: int | None = None) -> Spectrum:
+def group_spectrum(spectrum: Spectrum, group_kev: float, n: int) -> Spectrum:
     """The spectrum condensed to `n` energy groups `group_kev` wide (fixed edges from 0 keV;
-    default `group_count`).
+    see `group_count`).
 
     Each group's weight is the sum of its bins' fluence and its energy their
     fluence-weighted mean (empty groups sit at their centre with weight 0), so doses stay
     differentiable with respect to the spectrum's weights (groups with less than
     `EMPTY_GROUP` of the fluence sit at their centre).
     """
-    n = group_count(spectrum, group_kev) if n is None else n
     edges = jnp.arange(n + 1, dtype=spectrum.fluence.dtype) * group_kev
     e = spectrum.energy_kev
     member = (e[None] >= edges[:-1, None]) & (e[None] < edges[1:, None])

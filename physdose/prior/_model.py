@@ -403,6 +403,9 @@ def prepare(
             raise ValueError(f"{name} must be a positive int, got {value!r}")
     composition = Composition.of(phantom, material_fractions)
     cell = cell_voxels(grid, cell_mm)
+    if last_leg_mm is None:  # one cell where the phantom holds a shield
+        shielding = medium_data(phantom.materials.materials, jnp.dtype(phantom.density_g_cm3.dtype).name).shielding
+        last_leg_mm = max(_coarse_grid(grid, whole_grid(grid, cell)).spacing_mm) if shielding else 0.0
     window = beam_window(grid, beam, cell)
     slab_cells, slab_starts = view_slabs(grid, beam, window)
     axial = axial_layout(grid, beam, window, slab_cells * cell[0], slab_starts, step_mm)
@@ -416,7 +419,7 @@ def prepare(
         axial_rows=None if axial is None else axial[0],
         n_sources=n_sources,
         path_samples=path_samples,
-        last_leg_mm=last_leg_mm,
+        last_leg_mm=float(last_leg_mm),
         world_medium=world_medium,
     )
     z_rows = np.zeros(beam.num_views, np.int32) if axial is None else axial[1]
@@ -435,7 +438,7 @@ class _Layout(NamedTuple):
     axial_rows: int | None  # z rows each view reads on the column path; None: the general path
     n_sources: int
     path_samples: int
-    last_leg_mm: float | None
+    last_leg_mm: float
     world_medium: str | None
 
 
@@ -577,9 +580,6 @@ def _scene(
 
     target = whole_grid(grid, cell)
     coarse_grid = _coarse_grid(grid, target)
-    last_leg_mm = layout.last_leg_mm
-    if last_leg_mm is None:
-        last_leg_mm = max(coarse_grid.spacing_mm) if data.shielding else 0.0
     return Scene(
         grid=grid,
         composition=composition,
@@ -597,7 +597,7 @@ def _scene(
         scattered_kev=scattered_kev,
         source_var_mm2=source_var,
         path_samples=layout.path_samples,
-        last_leg_mm=float(last_leg_mm),
+        last_leg_mm=layout.last_leg_mm,
     )
 
 

@@ -15,7 +15,6 @@ from tqdm.auto import tqdm
 
 from .._atomic import atomic_path
 from .._frozen import FrozenDict
-from ..dosimetry._organ import organ_doses
 from ..mc._simulate import MCResult
 from ..phantoms._phantom import Phantom
 from ._medium import shields
@@ -134,17 +133,19 @@ def calibrate(
 
     Loss: for each scenario, the mean squared log ratio prior/MC over `points` voxels drawn
     from those with MC dose above 1 % of the maximum and relative uncertainty below
-    `max_rel_sigma`, plus the same over organ doses whose uncertainty is below
-    `organ_max_rel_sigma` (organ doses from up to `organ_points` sampled voxels per organ,
-    mass weighted; organs made mostly of a shielding material are left out: a lead apron's own
-    dose is no tissue dose); each term is weighted by 1 / (sigma^2 + noise_floor^2), and
-    scenarios count equally. The parameter-independent part of the prior is computed once per scenario.
+    `max_rel_sigma` (not in a shielding material), plus the same over the organs of the MC reference: the mass-weighted
+    mean dose over up to `organ_points` voxels drawn per organ, of the prior and of the MC
+    alike (a sample is not the organ's mean where the dose falls across it), where the MC's
+    sample mean is known within `organ_max_rel_sigma` (organs made mostly of a shielding
+    material are left out: a lead apron's own dose is no tissue dose); each term is weighted
+    by 1 / (sigma^2 + noise_floor^2), and scenarios count equally. The parameter-independent
+    part of the prior is computed once per scenario.
 
     Args:
         scenarios: (phantom, source) pairs.
-        mc_results: per scenario an MCResult, or a mapping with "dose_gy" and "rel_sigma"
-            arrays on the phantom grid (and optionally "organ_dose_gy" and
-            "organ_rel_sigma", organ name -> value, or arrays ordered as "organ_names").
+        mc_results: per scenario an MCResult (all the phantom's organs are fitted), or a
+            mapping with "dose_gy" and "rel_sigma" arrays on the phantom grid and optionally
+            the organs to fit: "organ_names", or the names that key "organ_dose_gy".
         params: starting parameters (default `PriorParams()`).
         key: PRNG key for the voxel samples.
         steps, learning_rate: Adam iterations and step size.
@@ -187,23 +188,14 @@ def calibrate(
 
 
 def _reference(mc, phantom: Phantom) -> dict:
+    """The MC dose, its relative uncertainty (on the grid) and the names of the organs to fit."""
     if isinstance(mc, MCResult):
-        organs = organ_doses(mc, phantom)
-        dose, sigma = np.asarray(organs.dose_gy), np.asarray(organs.sigma_gy)
-        with np.errstate(divide="ignore", invalid="ignore"):  # organs without dose: no usable sigma
-            rel = sigma / dose
-        return {
-            "dose_gy": np.asarray(mc.dose_gy),
-            "rel_sigma": np.asarray(mc.rel_sigma),
-            "organ_dose_gy": dict(zip(organs.names, dose)),
-            "organ_rel_sigma": dict(zip(organs.names, rel)),
-        }
+        organs = list(phantom.organs)
+        return {"dose_gy": np.asarray(mc.dose_gy), "rel_sigma": np.asarray(mc.rel_sigma), "organs": organs}
     if not isinstance(mc, Mapping) or "dose_gy" not in mc or "rel_sigma" not in mc:
         raise TypeError("each of mc_results must be an MCResult or a mapping with 'dose_gy' and 'rel_sigma'")
-    out = {"dose_gy": np.asarray(mc["dose_gy"]), "rel_sigma": np.asarray(mc["rel_sigma"])}
-    for key in ("organ_dose_gy", "organ_rel_sigma"):  # a mapping, or values in the order of "organ_names"
-        value = mc.get(key, {})
-        out[key] = dict(value) if isinstance(value, Mapping) else dict(zip(mc["organ_names"], np.asarray(value)))
+    organs = mc["organ_dose_gy"] if isinstance(mc.get("organ_dose_gy"), Mapping) else mc.get("organ_names", [])
+    out = {"dose_gy": np.asarray(mc["dose_gy"]), "rel_sigma": np.asarray(mc["rel_sigma"]), "organs": list(organs)}
     if out["dose_gy"].shape != phantom.grid.shape:
         raise ValueError(f"mc dose_gy has shape {out['dose_gy'].shape}, the phantom grid {phantom.grid.shape}")
     return out
@@ -214,24 +206,30 @@ def _case(scene: Scene, phantom: Phantom, ref: dict, key, points, organ_points, 
     rng = np.random.default_rng(np.asarray(jax.random.key_data(key)).ravel())
     d, sigma = ref["dose_gy"], ref["rel_sigma"]
     rho = np.asarray(phantom.density_g_cm3)
-    ok = (d > 0.01 * np.percentile(d[d > 0], 99.9)) & (sigma < max_sigma) & (rho > 0.05)
+    shield = shields(phantom.materials)[np.asarray(phantom.material_ids)]
+    tissue = (rho > 0.05) & ~shield
+    ok = tissue & (d > 0.01 * np.percentile(d[tissue & (d > 0)], 99.9)) & (sigma < max_sigma)
     candidates = np.argwhere(ok)
     pick = candidates[rng.choice(len(candidates), min(points, len(candidates)), replace=False)]
     voxel_w = 1.0 / (sigma[tuple(pick.T)] ** 2 + floor**2)
     labels = np.asarray(phantom.organ_labels)
     mass = np.asarray(phantom.voxel_mass_g())
-    shield = shields(phantom.materials)[np.asarray(phantom.material_ids)]
     organ_idx, organ_w, organ_ref, organ_mass = [], [], [], []
-    for name, value in ref["organ_dose_gy"].items():
-        s = ref["organ_rel_sigma"].get(name, np.inf)
-        if name not in phantom.organs or not s < organ_max_sigma or not value > 0:
+    for name in ref["organs"]:
+        if name not in phantom.organs:
             continue
         vox = np.argwhere(labels == phantom.organs[name])
-        if shield[tuple(vox.T)].mean() > 0.5:  # a lead apron's own dose is no tissue dose
+        if not len(vox) or shield[tuple(vox.T)].mean() > 0.5:  # a lead apron's own dose is no tissue dose
             continue
         vox = vox[rng.choice(len(vox), min(organ_points, len(vox)), replace=False)]
+        # the MC's mean over the same voxels: a sample of an organ the dose falls across is not its mean
+        m, d_vox, s_vox = (a[tuple(vox.T)] for a in (mass, d, sigma))
+        value = np.sum(m * d_vox) / np.sum(m)
+        spread = m * d_vox * np.where(d_vox > 0, s_vox, 0.0)  # a voxel without MC dose has no finite sigma
+        s = np.sqrt(np.sum(spread**2)) / np.sum(m * d_vox) if value > 0 else np.inf
+        if not s < organ_max_sigma:
+            continue
         organ_idx.append(np.pad(vox, ((0, organ_points - len(vox)), (0, 0)), mode="edge"))
-        m = mass[tuple(vox.T)]
         organ_mass.append(np.pad(m, (0, organ_points - len(m))))
         organ_ref.append(value)
         organ_w.append(1.0 / (s**2 + floor**2))

@@ -204,7 +204,7 @@ def view_slabs(grid: Grid, beam: Beam, window: Window, margin_voxels: int = 2) -
 def axial_layout(
     grid: Grid, beam: Beam, window: Window, slab: int, first_cells: np.ndarray, step_mm: float
 ) -> tuple[int, np.ndarray] | None:
-    """The z rows each view's `axial_line_integrals` reads, or None where that fast path does not apply.
+    """The z rows each view's `axial_transmissions` reads, or None where that fast path does not apply.
 
     It applies to a concrete beam whose views all have the slice direction w along the
     grid's z axis (c and u in the (y, x) plane), their focal spots at least `step_mm`

@@ -33,7 +33,7 @@ from ._geometry import (
     whole_grid,
 )
 from ._medium import AttenuationBasis, Composition, basis_density, medium_data
-from ._primary import axial_columns, axial_line_integrals, line_integrals, outside_path_mm, resample_linear
+from ._primary import axial_columns, axial_transmissions, outside_path_mm, resample_linear, transmissions, trilinear
 from ._scatter import last_leg_tau, scattered_fluence
 
 NEGLIGIBLE = 1e-15
@@ -224,32 +224,45 @@ class Scene(eqx.Module):
         return jnp.minimum(tau @ self.basis.at(self._group_kev()).T, 50.0)
 
     def _at_cells(self, params: PriorParams, cells_mm: Array | None) -> Array:
-        """Scattered (phi, psi) per group, carried back over the last leg, and the arrival
-        direction, at coarse cell centres (None: all cells): shape (c, 2 g + 3)."""
+        """Scattered (phi, psi) per group, carried back over the last leg, the arrival direction, and
+        the cells' own attenuation basis densities (1/cm), at coarse cell centres (None: all cells):
+        shape (c, 2 g + 3 + k)."""
         phi, psi, toward = self._fluence(params, cells_mm)
+        if cells_mm is None:
+            cells_mm = self.coarse_grid.voxel_centers_mm().reshape(-1, 3)
         if self.last_leg_mm > 0:
-            if cells_mm is None:
-                cells_mm = self.coarse_grid.voxel_centers_mm().reshape(-1, 3)
             lift = jnp.exp(self._last_leg(self.coarse_grid, self.coarse_mu, cells_mm, toward))
             phi, psi = phi * lift, psi * lift
-        return jnp.concatenate([phi, psi, toward], axis=-1)
+        own = trilinear(self.coarse_mu, self.coarse_grid.to_index(cells_mm), outside_zero=False)  # at centres: exact
+        return jnp.concatenate([phi, psi, toward, own], axis=-1)
 
     def _scatter_dose(self, cells: Array, interpolate, points_mm: Array, composition: Composition) -> Array:
-        """Scattered dose (Gy) at points from `_at_cells` values (c, 2 g + 3), where
+        """Scattered dose (Gy) at points from `_at_cells` values (c, 2 g + 3 + k), where
         `interpolate` maps per-cell values (c, n) to the points (*v, n).
 
-        Without a last leg the dose in each material is computed at the cells and
-        interpolated (fewer values to move than the fluence per group); with one, the
-        fluence is interpolated, attenuated over each point's last leg, then converted.
+        Without a last leg the dose in each material is computed at the cells and interpolated
+        (fewer values to move than the fluence per group), then scaled by each voxel's
+        self-shielding (`self_shielding`); with one, the fluence is interpolated, attenuated over
+        each point's last leg on the fine grid (through the voxel itself too), then converted.
         """
-        g = (cells.shape[-1] - 3) // 2
-        if self.last_leg_mm == 0:
-            return composition.select(interpolate(self._kerma(cells[..., :g], cells[..., g : 2 * g])))
-        values = interpolate(cells)
-        phi, psi, toward = values[..., :g], values[..., g : 2 * g], values[..., 2 * g :]
-        fine = basis_density(self.composition, self.basis)
-        drop = jnp.exp(-self._last_leg(self.grid, fine, points_mm, toward))
-        return self._kerma(phi * drop, psi * drop, composition)
+        k = self.coarse_mu.shape[-1]
+        g = (cells.shape[-1] - 3 - k) // 2
+        phi, psi = cells[..., :g], cells[..., g : 2 * g]
+        if self.last_leg_mm > 0:
+            values = interpolate(cells[..., : 2 * g + 3])
+            phi, psi, toward = values[..., :g], values[..., g : 2 * g], values[..., 2 * g :]
+            fine = basis_density(self.composition, self.basis)
+            drop = jnp.exp(-self._last_leg(self.grid, fine, points_mm, toward))
+            return self._kerma(phi * drop, psi * drop, composition)
+        # the basis functions at each cell's mean scattered energy, and the cell's own attenuation there
+        phi_all, psi_all = jnp.sum(phi, axis=-1), jnp.sum(psi, axis=-1)
+        mean_kev = jnp.where(phi_all > 0, psi_all / jnp.where(phi_all > 0, phi_all, 1.0), REFERENCE_ENERGY_KEV)
+        basis = self.basis.at(mean_kev)  # (c, k)
+        around = jnp.sum(cells[..., 2 * g + 3 :] * basis, axis=-1, keepdims=True)  # (c, 1) 1/cm
+        m = len(self.table)
+        values = interpolate(jnp.concatenate([self._kerma(phi, psi), basis, around], axis=-1))
+        own = jnp.sum(basis_density(composition, self.basis) * values[..., m : m + k], axis=-1)  # 1/cm
+        return composition.select(values[..., :m]) * self_shielding(own - values[..., -1], self.grid.spacing_mm)
 
     @eqx.filter_jit
     def dose(self, params: PriorParams) -> PriorDose:
@@ -510,11 +523,11 @@ def _scene(
         f = beam.focal_mm[v]
         lo, hi = beam.aperture_center - beam.tan_half, beam.aperture_center + beam.tan_half
         if axial:
-            transmission = axial_line_integrals(
+            transmission = axial_transmissions(
                 grid, columns, f, beam.axes[v], lo, hi, pts_slab, bev, step_mm, z_row, layout.axial_rows, transmit
             ).reshape(pts.shape[0], -1)
         else:
-            transmission = line_integrals(grid, rho_basis, f, beam.axes[v], lo, hi, pts, bev, step_mm, transmit)
+            transmission = transmissions(grid, rho_basis, f, beam.axes[v], lo, hi, pts, bev, step_mm, transmit)
         transmission = transmission * jnp.exp(-outside_path_mm(grid, f, pts)[:, None] * mu_medium[None])
         rel = pts - f[None]
         dist2 = jnp.sum(rel**2, axis=-1)
@@ -599,6 +612,24 @@ def _scene(
         path_samples=layout.path_samples,
         last_leg_mm=layout.last_leg_mm,
     )
+
+
+def self_shielding(excess_mu: Array, spacing_mm: tuple[float, float, float]) -> Array:
+    """Mean scattered fluence in a voxel over the fluence its surroundings would carry there, elementwise.
+
+    The scattered field comes from the coarse cells' mean attenuation; a voxel that attenuates
+    `excess_mu` (1/cm) more than that (bone among soft tissue; negative: lung, air) shields its
+    own inside. Under isotropic incidence on a convex body the mean fluence inside is
+    (1 - T) / x of the incident, T the mean transmission over its chords and x = excess_mu L,
+    L = 4 V / S its mean chord; with T ~ exp(-x) (the mean-chord approximation) that is
+    (1 - exp(-x)) / x: 0.81 for 8 mm of bone among soft tissue at 45 keV.
+    """
+    hz, hy, hx = spacing_mm
+    chord_cm = 0.1 * 2.0 * hz * hy * hx / (hz * hy + hy * hx + hz * hx)  # 4 V / S
+    x = jnp.clip(excess_mu * chord_cm, -20.0, 40.0)
+    small = jnp.abs(x) < 1e-3
+    safe = jnp.where(small, 1.0, x)
+    return jnp.where(small, 1.0 - x / 2.0 + x**2 / 6.0 - x**3 / 24.0, -jnp.expm1(-safe) / safe)
 
 
 def sinhc(x: Array) -> Array:

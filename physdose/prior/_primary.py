@@ -3,11 +3,15 @@
 For one view with focal spot f and axes (c, u, w), a point is f + r (c + a u + b w):
 rays are lines of fixed (a, b) and r is the depth along the central ray. The basis
 densities are sampled on a lattice of (r, a, b), integrated along r (trapezoid, path
-element sqrt(1 + a^2 + b^2) dr), and the line integrals (or a function of them, such as
-the transmission per energy group) are read back at every target voxel by trilinear
-interpolation. That costs O(voxels) per view instead of
-O(voxels x steps) for marching a ray to each voxel; the lattice spacing `step_mm` is the
-ray step, and the error falls with it (tested).
+element sqrt(1 + a^2 + b^2) dr), turned into transmissions (per energy group, say), and
+read back at every target voxel: linearly across the rays (a, b), where a voxel's photons
+arrive along the rays around its centre and carry the mean of their transmissions, and
+geometrically along them (r), which is exact for the exponential fall between two nodes of
+one ray (linear interpolation there would overstate the transmission at a voxel centre
+between nodes by up to cosh(mu step / 2): 5-13 % for 8 mm of bone at 50-40 keV; the voxel's own
+depth extent is the caller's, see `_model.sinhc`). That costs O(voxels) per view instead
+of O(voxels x steps) for marching a ray to each voxel; the lattice spacing `step_mm` is
+the ray step, and the error falls with it (tested).
 """
 
 from collections.abc import Callable
@@ -20,6 +24,10 @@ from jaxtyping import Array, Float
 
 from ..geometry._grid import Grid
 from ._geometry import box_corners
+
+FLOOR = 1e-30
+"""Transmissions below this read as this in the depth interpolation (e^-69: negligible; keeps the
+logarithm's gradient finite in float32)."""
 
 STACKED_MAX_BYTES = 2**30
 """Largest table of cell corners `trilinear(stacked=True)` builds; a bigger volume is read corner by corner."""
@@ -150,7 +158,7 @@ def _lattice(grid, focal_mm, axes, aperture_lo, aperture_hi, targets_mm, bev, st
     return _Lattice(r, a, b, index)
 
 
-def line_integrals(
+def transmissions(
     grid: Grid,
     basis_density: Float[Array, "z y x k"],
     focal_mm: Float[Array, " 3"],
@@ -160,9 +168,9 @@ def line_integrals(
     targets_mm: Float[Array, "n 3"],
     bev: tuple[int, int, int],
     step_mm: float,
-    readout: Callable[[Array, Array], Array] | None = None,
+    transmit: Callable[[Array, Array], Array],
 ) -> Float[Array, "n q"]:
-    """Integral of each basis density (1/cm per unit basis) from the focal spot to each target, in-grid part.
+    """Transmission from the focal spot to each target through the grid's matter (in-grid part).
 
     Args:
         grid: the phantom grid; matter outside it is not counted here.
@@ -172,23 +180,36 @@ def line_integrals(
         targets_mm: target points (mm), shape (n, 3).
         bev: lattice nodes (depth, u, w), static upper bounds (see `bev_shape`).
         step_mm: node spacing in depth and, at the deepest target, across the beam.
-        readout: maps the lattice's integrals (r, a, b, k) and its fan tangents (a,) to the
-            values read back at the targets (r, a, b, q), e.g. the transmission per energy
-            group through the matter and the bowtie (default: the integrals).
+        transmit: maps the lattice's line integrals per basis function (r, a, b, k, dimensionless)
+            and its fan tangents (a,) to transmissions in (0, 1] (r, a, b, q), e.g. per energy
+            group through the matter and the bowtie.
 
     Returns:
-        The read-back values at the targets, shape (n, q): by default the dimensionless line
-        integrals per basis function (q = k).
+        The transmissions read back at the targets (module docstring), shape (n, q).
     """
     lattice = _lattice(grid, focal_mm, axes, aperture_lo, aperture_hi, targets_mm, bev, step_mm)
     c, u, w = axes
     ray = c[None, None] + lattice.a[:, None, None] * u[None, None] + lattice.b[None, :, None] * w[None, None]
     points = focal_mm[None, None, None] + lattice.r[:, None, None, None] * ray[None]  # (r, a, b, 3)
     mu = trilinear(basis_density, grid.to_index(points), outside_zero=True, stacked=True)  # (r, a, b, k) 1/cm
-    tau = lattice.integrate(mu)
-    return trilinear(
-        tau if readout is None else readout(tau, lattice.a), lattice.index, outside_zero=False, stacked=True
-    )
+    table = transmit(lattice.integrate(mu), lattice.a)  # (r, a, b, q)
+    (ir, tr), (ia, ta), (ib, tb) = (cell_of(lattice.index[:, j], n) for j, n in enumerate(table.shape[:3]))
+
+    def across(i):  # bilinear in (a, b) at depth node i, shape (n, q)
+        def at(da, db):
+            return table[i, ia + da, ib + db]
+
+        ta_, tb_ = ta[:, None], tb[:, None]
+        return (1.0 - ta_) * ((1.0 - tb_) * at(0, 0) + tb_ * at(0, 1)) + ta_ * ((1.0 - tb_) * at(1, 0) + tb_ * at(1, 1))
+
+    return along_depth(across(ir), across(ir + 1), tr[:, None])
+
+
+def along_depth(near: Array, far: Array, t: Array) -> Array:
+    """Transmission a fraction `t` of the way between two depth nodes of a ray, from its values
+    `near` and `far` there: near^(1 - t) far^t (elementwise; below `FLOOR` reads as `FLOOR`)."""
+    near, far = jnp.maximum(near, FLOOR), jnp.maximum(far, FLOOR)
+    return near * jnp.exp(t * jnp.log(far / near))  # one logarithm and one exponential per value
 
 
 def axial_columns(basis_density: Float[Array, "z y x k"]) -> Float[Array, "y+2 x+2 z+2 k"]:
@@ -196,7 +217,7 @@ def axial_columns(basis_density: Float[Array, "z y x k"]) -> Float[Array, "y+2 x
     return jnp.transpose(jnp.pad(basis_density, ((1, 1), (1, 1), (1, 1), (0, 0))), (1, 2, 0, 3))
 
 
-def axial_line_integrals(
+def axial_transmissions(
     grid: Grid,
     columns: Float[Array, "y+2 x+2 z+2 k"],
     focal_mm: Float[Array, " 3"],
@@ -208,19 +229,19 @@ def axial_line_integrals(
     step_mm: float,
     z_start,
     z_nodes: int,
-    readout: Callable[[Array, Array], Array] | None = None,
+    transmit: Callable[[Array, Array], Array],
 ) -> Float[Array, "tz y x q"]:
-    """`line_integrals` for a view whose slice direction w is the grid's z axis (c, u in the (y, x)
+    """`transmissions` for a view whose slice direction w is the grid's z axis (c, u in the (y, x)
     plane: a CT view, an untilted C-arm) and targets on a box lattice (voxel centres of a box of
     the grid), shape (tz, y, x, 3).
 
     Read by columns: a lattice node (r, a, b) lies at height z = f_z + r b above the point
     (y, x) that (r, a) fixes, so trilinear interpolation is bilinear in (y, x), reading one
     z column per (r, a) from `axial_columns`, then linear in z. The read-back takes each
-    depth's nodes to the targets' heights, then interpolates bilinearly in (r, a), which
-    are the same for a whole target column. Only the padded z rows [z_start, z_start +
-    z_nodes) are read: they must hold every node a target's integral passes (see
-    `_model.prepare`); nodes outside read 0.
+    depth's nodes to the targets' heights, then interpolates in (r, a), which are the same
+    for a whole target column (linearly in a, geometrically in r). Only the padded z rows
+    [z_start, z_start + z_nodes) are read: they must hold every node a target's integral
+    passes (see `_model.prepare`); nodes outside read 0.
     """
     tz, ny, nx = targets_mm.shape[:3]
     box = targets_mm[:: tz - 1 or 1, :: ny - 1 or 1, :: nx - 1 or 1].reshape(-1, 3)  # its corners
@@ -242,18 +263,19 @@ def axial_line_integrals(
     z = focal_mm[0] + lattice.r[:, None] * lattice.b[None]  # (r, b)
     iz, t = cell_of((z - origin[0]) / spacing[0] + 1.0, n_z)
     mu = jnp.einsum("rbl,ralk->rabk", _hat(iz - z_start, t, z_nodes), column)
-    tau = lattice.integrate(mu)  # (r, a, b, k)
-    tau = tau if readout is None else readout(tau, lattice.a)  # (r, a, b, q)
-    # read back: linear in b at each depth, to the targets' heights, then bilinear in (r, a) per
-    # target column (between two depths a ray climbs step_mm x its slope, so reading both at the
+    table = transmit(lattice.integrate(mu), lattice.a)  # (r, a, b, q)
+    # read back: linear in b at each depth, to the targets' heights, then in (r, a) per target
+    # column (between two depths a ray climbs step_mm x its slope, so reading both at the
     # target's height instead of along its ray differs by a small fraction of a node)
-    n_r, n_a, n_b = (jnp.asarray(n, dtype) for n in tau.shape[:3])
+    n_r, n_a, n_b = (jnp.asarray(n, dtype) for n in table.shape[:3])
     slope = (targets_mm[None, :, 0, 0, 0] - focal_mm[0]) / lattice.r[:, None]  # (r, tz)
     ib, t = cell_of((slope - lattice.b[0]) / (lattice.b[1] - lattice.b[0]), n_b)
-    at_heights = jnp.einsum("rzb,rabq->razq", _hat(ib, t, tau.shape[2]), tau)  # (r, a, tz, q)
+    at_heights = jnp.einsum("rzb,rabq->razq", _hat(ib, t, table.shape[2]), table)  # (r, a, tz, q)
     index = lattice.index.reshape(ny, nx, 3)
     (ir, tr), (ia, ta) = (cell_of(index[..., j], n) for j, n in ((0, n_r), (1, n_a)))
-    return jnp.moveaxis(bilinear(at_heights, ir, tr, ia, ta), 2, 0)  # (tz, y, x, q)
+    ta = ta[..., None, None]
+    near, far = ((1.0 - ta) * at_heights[i, ia] + ta * at_heights[i, ia + 1] for i in (ir, ir + 1))  # (y, x, tz, q)
+    return jnp.moveaxis(along_depth(near, far, tr[..., None, None]), 2, 0)  # (tz, y, x, q)
 
 
 def _hat(i0: Array, t: Array, n: int) -> Array:

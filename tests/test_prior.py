@@ -116,10 +116,12 @@ def test_self_shielding_is_the_mean_chord_escape_factor_with_its_derivative(x64)
     the voxel attenuates as its surroundings do, above 1 for a voxel that attenuates less."""
     h = 6.0
     mean_chord_cm = 0.1 * 2.0 * h / 3.0
-    mu = np.concatenate([-np.logspace(1, -8, 200), [0.0], np.logspace(-8, 1.5, 200)])  # 1/cm
-    x = mu * mean_chord_cm
+    mu = np.concatenate([-np.logspace(np.log10(2.5), -8, 200), [0.0], np.logspace(-8, 1.5, 200)])  # 1/cm
+    x = mu * mean_chord_cm  # -1 ... 12.6
     exact = np.where(x != 0, -np.expm1(-x) / np.where(x != 0, x, 1.0), 1.0)
     np.testing.assert_allclose(self_shielding(jnp.asarray(mu), (h, h, h)), exact, rtol=1e-12)
+    # a voxel much thinner than its cells gains no more than e - 1 (the fluence at its surface)
+    assert float(self_shielding(jnp.asarray(-50.0), (h, h, h))) == pytest.approx(np.e - 1.0, rel=1e-12)
     slope = jax.vmap(jax.grad(lambda m: self_shielding(m, (h, h, h))))(jnp.asarray(mu))
     assert np.all(np.isfinite(slope)) and np.all(slope < 0)
     assert float(slope[200]) == pytest.approx(-mean_chord_cm / 2)

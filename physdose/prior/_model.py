@@ -40,6 +40,9 @@ NEGLIGIBLE = 1e-15
 """Scattered photons per source photon below which a source or group counts as empty (mean
 positions and energies of fewer would put 1/n^2 underflows into float32 gradients)."""
 
+MIN_SHIELDING_X = -1.0
+"""Lower bound of the self-shielding argument x (factor (e - 1) = 1.72 at most; see `self_shielding`)."""
+
 REFERENCE_ENERGY_KEV = 60.0
 """Energy at which the calibrated parameters' energy dependence is anchored (keV)."""
 
@@ -622,11 +625,13 @@ def self_shielding(excess_mu: Array, spacing_mm: tuple[float, float, float]) -> 
     own inside. Under isotropic incidence on a convex body the mean fluence inside is
     (1 - T) / x of the incident, T the mean transmission over its chords and x = excess_mu L,
     L = 4 V / S its mean chord; with T ~ exp(-x) (the mean-chord approximation) that is
-    (1 - exp(-x)) / x: 0.81 for 8 mm of bone among soft tissue at 45 keV.
+    (1 - exp(-x)) / x: 0.81 for 8 mm of bone among soft tissue at 45 keV. A voxel that
+    attenuates less (lung or air among soft tissue: x ~ -0.1) gains as much; as the voxel
+    carries no more than what reaches its surface, x is held above `MIN_SHIELDING_X`.
     """
     hz, hy, hx = spacing_mm
     chord_cm = 0.1 * 2.0 * hz * hy * hx / (hz * hy + hy * hx + hz * hx)  # 4 V / S
-    x = jnp.clip(excess_mu * chord_cm, -20.0, 40.0)
+    x = jnp.clip(excess_mu * chord_cm, MIN_SHIELDING_X, 40.0)
     small = jnp.abs(x) < 1e-3
     safe = jnp.where(small, 1.0, x)
     return jnp.where(small, 1.0 - x / 2.0 + x**2 / 6.0 - x**3 / 24.0, -jnp.expm1(-safe) / safe)

@@ -40,6 +40,10 @@ NEGLIGIBLE = 1e-15
 """Scattered photons per source photon below which a source or group counts as empty (mean
 positions and energies of fewer would put 1/n^2 underflows into float32 gradients)."""
 
+TINY = 1e-30
+"""Scattered fluence (1/mm^2 per source photon) below which a cell's mean scattered energy is not
+formed (1 / fluence must stay finite in float32 gradients)."""
+
 MIN_SHIELDING_X = -1.0
 """Lower bound of the self-shielding argument x (factor (e - 1) = 1.72 at most; see `self_shielding`)."""
 
@@ -259,7 +263,9 @@ class Scene(eqx.Module):
             return self._kerma(phi * drop, psi * drop, composition)
         # the basis functions at each cell's mean scattered energy, and the cell's own attenuation there
         phi_all, psi_all = jnp.sum(phi, axis=-1), jnp.sum(psi, axis=-1)
-        mean_kev = jnp.where(phi_all > 0, psi_all / jnp.where(phi_all > 0, phi_all, 1.0), REFERENCE_ENERGY_KEV)
+        ok = (phi_all > TINY) & (psi_all > TINY)  # as exp(log psi - log phi): no phi^2 in the gradient
+        log_ratio = jnp.log(jnp.where(ok, psi_all, 1.0)) - jnp.log(jnp.where(ok, phi_all, 1.0))
+        mean_kev = jnp.where(ok, jnp.exp(log_ratio), REFERENCE_ENERGY_KEV)
         basis = self.basis.at(mean_kev)  # (c, k)
         around = jnp.sum(cells[..., 2 * g + 3 :] * basis, axis=-1, keepdims=True)  # (c, 1) 1/cm
         m = len(self.table)

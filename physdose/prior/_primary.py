@@ -208,8 +208,9 @@ def transmissions(
 def along_depth(near: Array, far: Array, t: Array) -> Array:
     """Transmission a fraction `t` of the way between two depth nodes of a ray, from its values
     `near` and `far` there: near^(1 - t) far^t (elementwise; below `FLOOR` reads as `FLOOR`)."""
-    near, far = jnp.maximum(near, FLOOR), jnp.maximum(far, FLOOR)
-    return near * jnp.exp(t * jnp.log(far / near))  # one logarithm and one exponential per value
+    # two logarithms, not log(far / near): its gradient holds near^2, which underflows in float32
+    log_near, log_far = (jnp.log(jnp.maximum(v, FLOOR)) for v in (near, far))
+    return jnp.exp(log_near + t * (log_far - log_near))
 
 
 def axial_columns(basis_density: Float[Array, "z y x k"]) -> Float[Array, "y+2 x+2 z+2 k"]:

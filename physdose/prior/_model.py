@@ -235,12 +235,14 @@ class Scene(eqx.Module):
         the cells' own attenuation basis densities (1/cm), at coarse cell centres (None: all cells):
         shape (c, 2 g + 3 + k)."""
         phi, psi, toward = self._fluence(params, cells_mm)
-        if cells_mm is None:
+        if cells_mm is None:  # every cell, in the grid's order
+            own = self.coarse_mu.reshape(-1, self.coarse_mu.shape[-1])
             cells_mm = self.coarse_grid.voxel_centers_mm().reshape(-1, 3)
+        else:  # trilinear at cell centres reads the cells themselves
+            own = trilinear(self.coarse_mu, self.coarse_grid.to_index(cells_mm), outside_zero=False)
         if self.last_leg_mm > 0:
             lift = jnp.exp(self._last_leg(self.coarse_grid, self.coarse_mu, cells_mm, toward))
             phi, psi = phi * lift, psi * lift
-        own = trilinear(self.coarse_mu, self.coarse_grid.to_index(cells_mm), outside_zero=False)  # at centres: exact
         return jnp.concatenate([phi, psi, toward, own], axis=-1)
 
     def _scatter_dose(self, cells: Array, interpolate, points_mm: Array, composition: Composition) -> Array:

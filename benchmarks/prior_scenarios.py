@@ -1,6 +1,6 @@
 """High-statistics Monte Carlo reference doses for calibrating and evaluating the physics prior.
 
-Nine scenarios (CT organ dose in synthetic patients and the TG-195 Case 5 torso; staff dose
+Ten scenarios (CT organ dose in synthetic patients and the TG-195 Case 5 torso; staff dose
 in the interventional room), each `name -> (phantom, source, mc_kwargs)` with a role
 ("calibration": the prior's free parameters may be fitted to it; "evaluation": held out) and
 a photon count. Doses are per source photon, as `physdose.mc.simulate` returns them.
@@ -226,7 +226,14 @@ SCENARIOS: dict[str, Scenario] = {
             102,
             lambda: _helical_ct(2, "male", 100.0, ("liver", "kidneys"), 120),
         ),
-        Scenario("staff_pa80", "calibration", STAFF_PHOTONS, 105, lambda: _staff(80.0, 0.0, 0.0), lanes=16384),
+        Scenario(
+            "ct_abdomen_m7",
+            "calibration",
+            CT_PHOTONS,
+            110,
+            lambda: _helical_ct(7, "male", 80.0, ("liver", "kidneys"), 120),
+        ),
+        Scenario("staff_pa80", "evaluation", STAFF_PHOTONS, 105, lambda: _staff(80.0, 0.0, 0.0), lanes=16384),
         Scenario(
             "ct_abdomen_f3",
             "evaluation",

@@ -8,7 +8,7 @@ import pytest
 
 from physdose.cli import main
 from physdose.validation import reference_table, tg195_spectrum
-from physdose.validation._tg195 import case1, case2, case4, case5
+from physdose.validation._tg195 import _case2_source, case1, case2, case4, case5
 
 from .helpers import REFERENCE
 
@@ -40,6 +40,27 @@ def test_case2_radiography_and_tomosynthesis_totals_within_2_percent():
     records = case2(150_000, key=jax.random.key(2), spectra=("56.4 keV",))
     _check(records, 2.0, volumes={"Total body"})
     _check(records, 2.0)  # the VOIs, with their (larger) statistical uncertainty
+
+
+@pytest.mark.parametrize("mode", ["radiography", "tomosynthesis"])
+def test_case2_field_covers_the_detector_from_1800_mm_above_the_imaging_plane(mode):
+    """Both modes: the source 1800 mm from the imaging plane (y = 150 mm), its field exactly the
+    390 mm detector there; tomosynthesis: the ray to the detector centre 15 deg off the normal."""
+    beam = _case2_source(tg195_spectrum("56.4 keV"), mode).beam()
+    focal = np.asarray(beam.focal_mm[0], np.float64)
+    c, u, w = np.asarray(beam.axes[0], np.float64)
+    assert 150.0 - focal[1] == pytest.approx(1800.0, rel=1e-6)  # float32 geometry
+    tilt = np.degrees(np.arctan2(np.hypot(focal[0], focal[2]), 150.0 - focal[1]))
+    assert tilt == pytest.approx(15.0 if mode == "tomosynthesis" else 0.0, abs=1e-5)
+    centre, half = np.asarray(beam.aperture_center, np.float64), np.asarray(beam.tan_half, np.float64)
+    corners = []
+    for su in (-1, 1):
+        for sw in (-1, 1):
+            d = c + (centre[0] + su * half[0]) * u + (centre[1] + sw * half[1]) * w
+            corners.append(focal + (150.0 - focal[1]) / d[1] * d)  # where the corner ray meets y = 150
+    corners = np.asarray(corners)
+    np.testing.assert_allclose(corners[:, 1], 150.0, atol=1e-6)
+    np.testing.assert_allclose(np.sort(np.abs(corners[:, [0, 2]]).ravel()), 195.0, rtol=1e-5)
 
 
 def test_case4_slices_within_2_percent():

@@ -593,3 +593,15 @@ def test_last_leg_cancels_in_uniform_matter_and_resolves_a_thin_shield():
     assert resolved < 0.3  # 0.25 mm Pb passes ~25 % of 55 keV photons at normal incidence, fewer obliquely
     assert with_leg == pytest.approx(resolved, rel=0.25)
     assert without > 1.5 * resolved
+
+
+def test_samples_before_the_last_leg_cover_exactly_the_path_before_it():
+    from physdose.prior._scatter import before_last_leg
+
+    frac = (jnp.arange(16) + 0.5) / 16
+    r = jnp.asarray([5.0, 20.0, 31.0, 100.0, 640.0])
+    w = np.asarray(before_last_leg(frac, r, 20.0))  # (16, 5)
+    assert w.min() >= 0.0 and w.max() <= 1.0
+    # each sample stands for r / 16 of the path: the weights add up to the path before the last leg
+    np.testing.assert_allclose(w.sum(axis=0) * np.asarray(r) / 16, np.maximum(np.asarray(r) - 20.0, 0.0), atol=1e-4)
+    assert np.all(np.diff(w, axis=0) <= 0)  # the cut-off samples are the last ones

@@ -34,7 +34,7 @@ from ._geometry import (
 )
 from ._medium import AttenuationBasis, Composition, basis_density, medium_data
 from ._primary import axial_columns, axial_transmissions, outside_path_mm, resample_linear, transmissions, trilinear
-from ._scatter import last_leg_tau, scattered_fluence
+from ._scatter import MAX_LAST_LEG_TAU, last_leg_tau, scattered_fluence
 
 NEGLIGIBLE = 1e-15
 """Scattered photons per source photon below which a source or group counts as empty (mean
@@ -188,6 +188,7 @@ class Scene(eqx.Module):
             params.attenuation,
             self.source_var_mm2,
             self.path_samples,
+            self.last_leg_mm,
         )
 
     def _group_kev(self) -> Float[Array, " g"]:
@@ -228,21 +229,18 @@ class Scene(eqx.Module):
             scale > 0, unit / norm, jnp.broadcast_to(jnp.asarray([0.0, 0.0, 1.0], unit.dtype), unit.shape)
         )
         tau = last_leg_tau(grid, density, points_mm, direction, self.last_leg_mm)
-        return jnp.minimum(tau @ self.basis.at(self._group_kev()).T, 50.0)
+        return jnp.minimum(tau @ self.basis.at(self._group_kev()).T, MAX_LAST_LEG_TAU)
 
     def _at_cells(self, params: PriorParams, cells_mm: Array | None) -> Array:
-        """Scattered (phi, psi) per group, carried back over the last leg, the arrival direction, and
-        the cells' own attenuation basis densities (1/cm), at coarse cell centres (None: all cells):
-        shape (c, 2 g + 3 + k)."""
+        """Scattered (phi, psi) per group, attenuated up to the start of the last leg, the arrival
+        direction, and the cells' own attenuation basis densities (1/cm), at coarse cell centres
+        (None: all cells): shape (c, 2 g + 3 + k)."""
         phi, psi, toward = self._fluence(params, cells_mm)
         if cells_mm is None:  # every cell, in the grid's order
             own = self.coarse_mu.reshape(-1, self.coarse_mu.shape[-1])
             cells_mm = self.coarse_grid.voxel_centers_mm().reshape(-1, 3)
         else:  # trilinear at cell centres reads the cells themselves
             own = trilinear(self.coarse_mu, self.coarse_grid.to_index(cells_mm), outside_zero=False)
-        if self.last_leg_mm > 0:
-            lift = jnp.exp(self._last_leg(self.coarse_grid, self.coarse_mu, cells_mm, toward))
-            phi, psi = phi * lift, psi * lift
         return jnp.concatenate([phi, psi, toward, own], axis=-1)
 
     def _scatter_dose(self, cells: Array, interpolate, points_mm: Array, composition: Composition) -> Array:

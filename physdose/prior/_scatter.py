@@ -34,12 +34,15 @@ Model (a point-kernel method; Shultis & Faw, *Radiation Shielding*, 2000, ch. 8)
   Berger fits, which depend on mu r with mu dominated by Compton scattering).
 * Shields thinner than a cell (a lead apron, a thyroid collar). Coarse cells smear them
   out, and interpolating fluence between cells on both sides of one leaks unshielded
-  fluence behind it. With a last leg of length L, the fluence at each cell is carried
-  back to where its paths start their last L mm (multiplied by exp(+tau) of the coarse
-  matter along that stretch, toward the mean direction of arrival), interpolated to the
-  voxels, and attenuated by the fine matter over each voxel's own last L mm. In uniform
-  matter the two factors cancel exactly; across a shield the voxel behind it sees the
-  shield at full strength.
+  fluence behind it. With a last leg of length L, each path is attenuated on the coarse
+  cells only up to L before its target (its own samples, weighted by the part of their
+  stretch that lies there; a path shorter than L is carried back past its source through
+  the source's matter), the cells' fluence is interpolated to the voxels, and attenuated
+  by the fine matter over each voxel's own last L mm toward the mean direction of arrival.
+  In uniform matter the two parts make the whole path exactly; across a shield the voxel
+  behind it sees the shield at full strength. (Carrying the cells' fully attenuated fluence
+  back by exp(+tau) of a separately integrated last leg, as before, disagreed with the
+  transport's samples next to a lead cell: 10^6 times the fluence in front of a collar.)
 """
 
 import math
@@ -50,6 +53,9 @@ from jaxtyping import Array, Float
 
 from ..geometry._grid import Grid
 from ._primary import bilinear, cell_of, trilinear
+
+MAX_LAST_LEG_TAU = 50.0
+"""Largest optical depth a last leg counts (each way: exp(+50) and exp(-50) stay finite in float32)."""
 
 DAWSON_OVER_Z = ((0.13730038, 0.02979734, 0.01509082), (0.79571331, 0.33054256, 0.04172102))
 """D(z) / z ~ (1 + p1 t + p2 t^2 + p3 t^3) / (1 + q1 t + q2 t^2 + q3 t^3 + 2 p3 t^4), t = z^2: least
@@ -95,6 +101,7 @@ def scattered_fluence(
     attenuation,
     source_var_mm2: Float[Array, "s 3"],
     path_samples: int,
+    last_leg_mm: float = 0.0,
     block: int = 512,
 ) -> tuple[Float[Array, "t g"], Float[Array, "t g"], Float[Array, "t 3"]]:
     """Scattered photon fluence and energy fluence at each target (per mm^2, keV per mm^2), and
@@ -115,11 +122,16 @@ def scattered_fluence(
             target is spread over its coarse cell likewise (see `blob_inverse_square`), and
             the attenuation is averaged over the source's spread along each path.
         path_samples: attenuation samples per path (midpoint rule).
+        last_leg_mm: the exponential attenuation stops this far before each target (the
+            build-up still counts the whole path), which the caller applies on a finer grid;
+            a path shorter than it is carried back past its source through the source's own
+            matter, so in uniform matter the two parts make the whole path exactly.
         block: targets per vectorised block.
     """
     basis = jnp.concatenate([basis_at(energy_kev), scattering_basis_at(energy_kev)], -1)  # (s, g, k + j)
     k = coarse_mu.shape[-1]
     coarse = jnp.concatenate([coarse_mu, coarse_sigma], -1)
+    c = coarse.shape[-1]
     dtype = source_mm.dtype
     frac = (jnp.arange(path_samples, dtype=dtype) + 0.5) / path_samples
     # Legendre features of the direction, [1, Omega, Omega Omega^T], against the moments [n0, 3 n1, 5 Q]
@@ -130,7 +142,7 @@ def scattered_fluence(
     per_basis = at_source[:, None, :] * basis  # (s, g, k + j)
     source_mu2 = jnp.stack([jnp.sum(per_basis[..., :k], -1), jnp.sum(per_basis[..., k:], -1)]) ** 2
 
-    def transport(t, mean_mu):  # targets (b, 3), mean basis densities along each path (s, b, k + j)
+    def transport(t, mean_mu):  # targets (b, 3), mean basis densities along each path (s, b, k + j [+ k])
         # arrays run (source, group, target): the dots' own output order, so nothing is transposed
         rel = t[None] - source_mm[:, None]  # (s, b, 3)
         r2 = jnp.sum(rel**2, axis=-1)
@@ -138,7 +150,12 @@ def scattered_fluence(
         omega = rel / r[..., None]
         tau_k = mean_mu * (r * 0.1)[..., None]
         tau = jnp.einsum("sgk,sbk->sgb", basis[..., :k], tau_k[..., :k])
-        tau_s = jnp.einsum("sgk,sbk->sgb", basis[..., k:], tau_k[..., k:])
+        tau_s = jnp.einsum("sgk,sbk->sgb", basis[..., k:c], tau_k[..., k:c])
+        # exp(-tau) only up to the last leg (past the source through its own matter when shorter); the
+        # build-up and the source's spread still count the whole path
+        if last_leg_mm > 0:
+            beyond = jnp.maximum(last_leg_mm - r, 0.0)[..., None] * at_source[:, None, :k]
+            tau_before = jnp.einsum("sgk,sbk->sgb", basis[..., :k], tau_k[..., c:] - beyond)
         features = jnp.concatenate(
             [jnp.ones_like(r)[..., None], omega, (omega[..., :, None] * omega[..., None, :]).reshape(r.shape + (9,))],
             -1,
@@ -150,6 +167,8 @@ def scattered_fluence(
         sd_tau = _sqrt(jnp.minimum(along * source_mu2[0][..., None], tau))
         sd_tau_s = _sqrt(jnp.minimum(along * source_mu2[1][..., None], tau_s))
         mean_attenuation = attenuation(tau, tau_s, energy_kev[..., None], sd_tau, sd_tau_s)
+        if last_leg_mm > 0:  # the last leg's attenuation given back (B exp(-tau) itself stays bounded)
+            mean_attenuation = mean_attenuation * jnp.exp(jnp.minimum(tau - tau_before, MAX_LAST_LEG_TAU))
         kernel = angular * mean_attenuation * blob_inverse_square(r2, omega, variance)[:, None]
         energy = kernel * energy_kev[..., None]
         toward = -jnp.einsum("sb,sbi->bi", jnp.sum(energy, axis=1), omega)
@@ -162,6 +181,7 @@ def scattered_fluence(
         zy = jnp.pad(zy, ((0, -zy.shape[0] % rows), (0, 0))).reshape(-1, rows, 2).astype(dtype)
         padded = jnp.pad(coarse, ((1, 1), (1, 1), (1, 1), (0, 0)))  # matter ends at the grid, as in `trilinear`
         source_index = coarse_grid.to_index(source_mm)
+        spacing = jnp.asarray(coarse_grid.spacing_mm, dtype)
         x = jnp.arange(cx, dtype=dtype)
 
         def one_block(zy):
@@ -169,7 +189,9 @@ def scattered_fluence(
                 [jnp.broadcast_to(zy[:, None, :], (rows, cx, 2)), jnp.broadcast_to(x[None, :, None], (rows, cx, 1))],
                 -1,
             ).reshape(-1, 3)
-            mean_mu = jax.vmap(lambda c: _lattice_path_mean(padded, zy, c, frac))(source_index)  # (s, rows, x, c)
+            mean_mu = jax.vmap(lambda i: _lattice_path_mean(padded, zy, i, frac, spacing, last_leg_mm, k))(
+                source_index
+            )  # (s, rows, x, c [+ k])
             return transport(coarse_grid.to_world(index), mean_mu.reshape((mean_mu.shape[0], rows * cx, -1)))
 
         blocks = zy
@@ -179,7 +201,12 @@ def scattered_fluence(
         def one_block(t):
             points = source_mm[None, :, None] + frac[:, None, None, None] * (t[None] - source_mm[:, None])[None]
             mu = trilinear(coarse, coarse_grid.to_index(points), outside_zero=True, stacked=True)  # (p, s, b, k + j)
-            return transport(t, jnp.mean(mu, axis=0))
+            mean = jnp.mean(mu, axis=0)
+            if last_leg_mm > 0:
+                r = jnp.linalg.norm(t[None] - source_mm[:, None], axis=-1)  # (s, b)
+                w = before_last_leg(frac, r, last_leg_mm)  # (p, s, b)
+                mean = jnp.concatenate([mean, jnp.mean(w[..., None] * mu[..., :k], axis=0)], -1)
+            return transport(t, mean)
 
         n = targets_mm.shape[0]
         blocks = jnp.pad(targets_mm, ((0, -n % block), (0, 0))).reshape(-1, block, 3)
@@ -194,12 +221,28 @@ def _sqrt(x: Array) -> Array:
     return jnp.where(positive, jnp.sqrt(jnp.where(positive, x, 1.0)), 0.0)
 
 
+def before_last_leg(frac: Float[Array, " p"], r_mm: Array, last_leg_mm: float) -> Array:
+    """Weight of each midpoint sample `frac` of a path of length `r_mm` that lies before its last
+    `last_leg_mm`: the part of the sample's stretch [f - 1/2p, f + 1/2p] r there, shape (p, *r)."""
+    p = frac.shape[0]
+    kept = (1.0 - last_leg_mm / jnp.maximum(r_mm, 1e-6)) * p  # samples' worth of path before the last leg
+    return jnp.clip(kept[None] - (frac.reshape((p,) + (1,) * r_mm.ndim) * p - 0.5), 0.0, 1.0)
+
+
 def _lattice_path_mean(
-    padded: Float[Array, "z+2 y+2 x+2 c"], rows: Float[Array, "r 2"], source_index: Float[Array, " 3"], frac
+    padded: Float[Array, "z+2 y+2 x+2 c"],
+    rows: Float[Array, "r 2"],
+    source_index: Float[Array, " 3"],
+    frac,
+    spacing_mm: Float[Array, " 3"],
+    last_leg_mm: float = 0.0,
+    k: int = 0,
 ) -> Float[Array, "r x c"]:
     """Mean of `trilinear(volume, ...)` (outside zero) over the points `source + f (target - source)`, f in
     `frac`, for targets at the cell centres (z, y, x) of each (z, y) row and every x; `padded` is the
-    volume with one zero cell on every side, indices are the volume's own.
+    volume with one zero cell on every side, indices are the volume's own. With `last_leg_mm` > 0 the
+    first `k` channels are also averaged over the samples before each path's last leg only
+    (`before_last_leg`), appended: shape (r, x, c + k).
 
     The points of one f form a scaled copy of the cell lattice, so trilinear interpolation
     separates: bilinear in (z, y) per row (four whole x rows read), then linear along x.
@@ -207,16 +250,29 @@ def _lattice_path_mean(
     """
     n = jnp.asarray(padded.shape[:3], source_index.dtype)
     x = jnp.arange(padded.shape[2] - 2, dtype=source_index.dtype)
+    cut = last_leg_mm > 0
+    if cut:
+        dz, dy = ((rows[:, a] - source_index[a]) * spacing_mm[a] for a in (0, 1))
+        dx = (x - source_index[2]) * spacing_mm[2]
+        r = jnp.sqrt(dz[:, None] ** 2 + dy[:, None] ** 2 + dx[None, :] ** 2)  # (r, x) mm
+        weights = before_last_leg(frac, r, last_leg_mm)[..., None]  # (p, r, x, 1)
+    else:
+        weights = jnp.zeros((frac.shape[0],))
 
-    def one_fraction(total, f):
+    def one_fraction(totals, f_w):
+        f, w = f_w
         (iz, tz), (iy, ty) = (cell_of((1.0 - f) * source_index[a] + f * rows[:, a] + 1.0, n[a]) for a in (0, 1))
         plane = bilinear(padded, iz, tz, iy, ty)  # (r, x + 2, c)
         ix, tx = cell_of((1.0 - f) * source_index[2] + f * x + 1.0, n[2])
         tx = tx[None, :, None]
-        return total + (1.0 - tx) * plane[:, ix] + tx * plane[:, ix + 1], None
+        value = (1.0 - tx) * plane[:, ix] + tx * plane[:, ix + 1]
+        total, total_cut = totals
+        return (total + value, total_cut + w * value[..., :k] if cut else total_cut), None
 
-    total, _ = jax.lax.scan(one_fraction, jnp.zeros((rows.shape[0], x.shape[0], padded.shape[3]), padded.dtype), frac)
-    return total / frac.shape[0]
+    shape = (rows.shape[0], x.shape[0])
+    init = (jnp.zeros(shape + (padded.shape[3],), padded.dtype), jnp.zeros(shape + (k if cut else 0,), padded.dtype))
+    (total, total_cut), _ = jax.lax.scan(one_fraction, init, (frac, weights))
+    return jnp.concatenate([total, total_cut], -1) / frac.shape[0]
 
 
 def last_leg_tau(

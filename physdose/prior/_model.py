@@ -209,10 +209,10 @@ class Scene(eqx.Module):
         m = jnp.arange(len(self.table))[:, None]
         mu, dmu = jax.jvp(lambda e: self.table.mu_en_cm2_g(m, e), (e_g[None],), (e_g[None],))  # (m, g): mu, E dmu/dE
         log_mu, slope = jnp.log(mu), dmu / mu
-        ok = (phi > 0) & (psi > 0)  # mean energy as exp(log psi - log phi): no phi^2 in its gradient
+        ok, log_mean = _log_mean_energy(phi, psi, 0.0)
         lead = (1,) * (phi.ndim - 1)
         log_e_g = jnp.log(e_g).reshape(lead + (-1,))
-        x = jnp.where(ok, jnp.log(jnp.where(ok, psi, 1.0)) - jnp.log(jnp.where(ok, phi, 1.0)) - log_e_g, 0.0)
+        x = jnp.where(ok, log_mean - log_e_g, 0.0)
         if composition is not None and composition.fractions is None:
             ids = composition.material_ids
             return jnp.sum(kerma_gy(psi, 1.0, jnp.exp(log_mu[ids] + slope[ids] * x)), axis=-1)
@@ -238,7 +238,6 @@ class Scene(eqx.Module):
         phi, psi, toward = self._fluence(params, cells_mm)
         if cells_mm is None:  # every cell, in the grid's order
             own = self.coarse_mu.reshape(-1, self.coarse_mu.shape[-1])
-            cells_mm = self.coarse_grid.voxel_centers_mm().reshape(-1, 3)
         else:  # trilinear at cell centres reads the cells themselves
             own = trilinear(self.coarse_mu, self.coarse_grid.to_index(cells_mm), outside_zero=False)
         return jnp.concatenate([phi, psi, toward, own], axis=-1)
@@ -263,9 +262,8 @@ class Scene(eqx.Module):
             return self._kerma(phi * drop, psi * drop, composition)
         # the basis functions at each cell's mean scattered energy, and the cell's own attenuation there
         phi_all, psi_all = jnp.sum(phi, axis=-1), jnp.sum(psi, axis=-1)
-        ok = (phi_all > TINY) & (psi_all > TINY)  # as exp(log psi - log phi): no phi^2 in the gradient
-        log_ratio = jnp.log(jnp.where(ok, psi_all, 1.0)) - jnp.log(jnp.where(ok, phi_all, 1.0))
-        mean_kev = jnp.where(ok, jnp.exp(log_ratio), REFERENCE_ENERGY_KEV)
+        ok, log_mean = _log_mean_energy(phi_all, psi_all, TINY)
+        mean_kev = jnp.where(ok, jnp.exp(log_mean), REFERENCE_ENERGY_KEV)
         basis = self.basis.at(mean_kev)  # (c, k)
         around = jnp.sum(cells[..., 2 * g + 3 :] * basis, axis=-1, keepdims=True)  # (c, 1) 1/cm
         m = len(self.table)
@@ -621,6 +619,13 @@ def _scene(
         path_samples=layout.path_samples,
         last_leg_mm=layout.last_leg_mm,
     )
+
+
+def _log_mean_energy(phi: Array, psi: Array, floor: float) -> tuple[Array, Array]:
+    """Where both exceed `floor`, and ln(psi / phi) there (0 elsewhere), elementwise: the log of the mean
+    energy of a fluence phi with energy fluence psi, as ln psi - ln phi (no phi^2 in its gradient)."""
+    ok = (phi > floor) & (psi > floor)
+    return ok, jnp.where(ok, jnp.log(jnp.where(ok, psi, 1.0)) - jnp.log(jnp.where(ok, phi, 1.0)), 0.0)
 
 
 def self_shielding(excess_mu: Array, spacing_mm: tuple[float, float, float]) -> Array:

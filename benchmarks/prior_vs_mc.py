@@ -24,7 +24,7 @@ noise     The references' own noise (not run by default; one more MC reference p
 inverse   Recovers a tube's added aluminium filtration from MC measurements: the transmission
           through an aluminium step wedge (HVL-style) and a depth-dose curve in water.
 
-Needs the MC references: `python benchmarks/prior_scenarios.py` (about an hour on 2 cores).
+Needs the MC references: `python benchmarks/prior_scenarios.py` (about half an hour on 2 cores).
 
     python benchmarks/prior_vs_mc.py [speed] [speed128] [accuracy] [orders] [noise] [inverse]
         [--save PRIOR.json | --load PRIOR.json] [--fit-on NAME ...] [--only NAME ...] [--order-photons N]
@@ -51,7 +51,7 @@ from prior_scenarios import (
 
 import physdose as pd
 
-OPTIONS = dict(max_views=32, group_kev=10.0, cell_mm=(16.0, 32.0, 32.0), n_sources=256, path_samples=16)
+OPTIONS = dict(max_views=48, group_kev=10.0, cell_mm=(16.0, 32.0, 32.0), n_sources=256, path_samples=16)
 
 
 def timed(fn, repeat=3):

@@ -373,7 +373,7 @@ def prepare(
     *,
     material_fractions: Float[ArrayLike, "z y x m"] | None = None,
     step_mm: float | None = None,
-    max_views: int = 32,
+    max_views: int = 48,
     group_kev: float = 10.0,
     cell_mm: float | tuple[float, float, float] = (16.0, 32.0, 32.0),
     n_sources: int = 256,

@@ -208,11 +208,12 @@ def _staff(kvp: float, lao_deg: float, cra_deg: float):
 
 
 # Rates measured on the 2-core CPU: CT on 8 mm grids 2.6-3.5e5 photons/s (16384 lanes), so 4e7 photons
-# per CT scenario in 2-2.6 min; the room with ScatterSplitting ~1.4e4 photons/s, 3.2e6 per staff scene
-# ~4 min. At 4e7 photons the voxels that the gamma test evaluates have a median sigma of 3.6-3.7 %,
-# near its 3 % criterion (at 1e7, 7.3-7.5 %: `prior_vs_mc.py noise` scores what that allows).
+# per CT scenario in 2-2.6 min; the room with ScatterSplitting 2.4-2.8e4 photons/s, 1.28e7 per staff
+# scene in 8-9 min. At 4e7 photons the voxels that the gamma test evaluates have a median sigma of
+# 3.6-3.7 %, near its 3 % criterion (at 1e7, 7.3-7.5 %: `prior_vs_mc.py noise` scores what that
+# allows); at 1.28e7 the eyes' Hp(10) has 4.6-7.9 % (at 3.2e6, 8-17 %).
 CT_PHOTONS = 40_000_000
-STAFF_PHOTONS = 3_200_000
+STAFF_PHOTONS = 12_800_000
 
 SCENARIOS: dict[str, Scenario] = {
     s.name: s

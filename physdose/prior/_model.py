@@ -220,15 +220,17 @@ class Scene(eqx.Module):
         per_material = jnp.sum(kerma_gy(psi[..., None, :], 1.0, jnp.exp(log_mu + slope * x[..., None, :])), axis=-1)
         return per_material if composition is None else composition.select(per_material)
 
-    def _last_leg(self, grid: Grid, density: Array, points_mm: Array, toward: Array) -> Array:
-        """Optical depth per group of the last leg ending at each point, arriving along `toward`, (*b, g)."""
+    def _last_leg(self, points_mm: Array, toward: Array) -> Array:
+        """Optical depth per group of the last leg ending at each point, arriving along `toward`, through
+        the phantom's own voxels, (*b, g)."""
         scale = jnp.max(jnp.abs(toward), axis=-1, keepdims=True)  # no underflow in |toward|^2
         unit = toward / jnp.where(scale > 0, scale, 1.0)
         norm = jnp.sqrt(jnp.maximum(jnp.sum(unit**2, axis=-1, keepdims=True), 1e-12))
         direction = jnp.where(
             scale > 0, unit / norm, jnp.broadcast_to(jnp.asarray([0.0, 0.0, 1.0], unit.dtype), unit.shape)
         )
-        tau = last_leg_tau(grid, density, points_mm, direction, self.last_leg_mm)
+        density = basis_density(self.composition, self.basis)
+        tau = last_leg_tau(self.grid, density, points_mm, direction, self.last_leg_mm)
         return jnp.minimum(tau @ self.basis.at(self._group_kev()).T, MAX_LAST_LEG_TAU)
 
     def _at_cells(self, params: PriorParams, cells_mm: Array | None) -> Array:
@@ -257,8 +259,7 @@ class Scene(eqx.Module):
         if self.last_leg_mm > 0:
             values = interpolate(cells[..., : 2 * g + 3])
             phi, psi, toward = values[..., :g], values[..., g : 2 * g], values[..., 2 * g :]
-            fine = basis_density(self.composition, self.basis)
-            drop = jnp.exp(-self._last_leg(self.grid, fine, points_mm, toward))
+            drop = jnp.exp(-self._last_leg(points_mm, toward))
             return self._kerma(phi * drop, psi * drop, composition)
         # the basis functions at each cell's mean scattered energy, and the cell's own attenuation there
         phi_all, psi_all = jnp.sum(phi, axis=-1), jnp.sum(psi, axis=-1)

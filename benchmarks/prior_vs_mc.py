@@ -5,9 +5,9 @@ speed     A 4 mm synthetic patient, helical 120 kVp chest CT with a body bowtie 
           prior's steady-state time (jit-compiled, warm) against an MC run of 1e7 photons
           (`--mc-photons`; other counts are scaled to 1e7).
 speed128  A 128^3 CT dose, warm, on the default device (the issue's GPU goal: <= 50 ms on an H100).
-accuracy  Calibrates `physdose.prior` on the patient's dose in the "calibration" scenarios
-          of `prior_scenarios.py` (or `--fit-on`; the physician's organs are left out,
-          see `_near_field`) and compares it with the MC on the others:
+accuracy  Calibrates `physdose.prior` on the patient's dose and the air around it in the
+          "calibration" scenarios of `prior_scenarios.py` (or `--fit-on`; the physician's
+          organs are left out, see `_near_field`) and compares it with the MC on the others:
           organ doses of organs inside the scan range (at least half their mass in the
           irradiated z range), the gamma pass rate (3 %/3 mm, global, 10 % cutoff, within
           the body: voxels denser than 0.1 g/cm^3, normalised to the 99.9th percentile of
@@ -205,12 +205,8 @@ def by_order(names: list[str], n_photons: int, prior) -> None:
 
 
 def _near_field(ref: dict) -> dict:
-    """`ref` without the physician's organs: the calibration fits the patient's dose only.
-
-    The physician's dose (~85 % multiply scattered photons escaping the patient, see
-    RESULTS.md) is a far field that the one build-up factor of the in-body dose does not
-    describe; fitted together, it pulls the low-energy scatter of the CT scenarios down.
-    """
+    """`ref` without the physician's organs as organ terms: the physician's dose (~85 % multiply
+    scattered photons escaping the patient, see RESULTS.md) is what the staff scenes test."""
     keep = [not str(n).startswith("physician/") for n in ref["organ_names"]]
     return {**ref, **{k: np.asarray(ref[k])[keep] for k in ("organ_names", "organ_dose_gy", "organ_rel_sigma")}}
 
@@ -234,7 +230,7 @@ def calibrate(calibration: list[str], save: str | None):
           f" ({time.perf_counter() - t0:.0f} s)")  # fmt: skip
     p = prior.params
     print(f"  params: log_scale {np.round(p.log_scale, 3)}, log_buildup_a {np.round(p.log_buildup_a, 3)},"
-          f" buildup_b {np.round(p.buildup_b, 3)}")  # fmt: skip
+          f" buildup_b {np.round(p.buildup_b, 3)}, escape {np.round(p.escape, 3)}")  # fmt: skip
     if save:
         prior = pd.prior.Prior(prior.params, prior.options, {**prior.info, "source": _provenance(calibration)})
         prior.save(save)
@@ -249,8 +245,9 @@ def _provenance(calibration: list[str]) -> str:
         for d in map(describe_scenario, calibration)
     )
     return (
-        f"physdose's own fit (benchmarks/prior_vs_mc.py --save, {datetime.date.today()}, the patient's dose only:"
-        f" the physician's organs and lead shields left out) to MC references of benchmarks/prior_scenarios.py:"
+        f"physdose's own fit (benchmarks/prior_vs_mc.py --save, {datetime.date.today()}, the patient's dose and the"
+        f" air around it outside the beam (distance bands); the physician's organs and lead shields left out) to MC"
+        f" references of benchmarks/prior_scenarios.py:"
         f" {references}"
     )
 

@@ -167,20 +167,23 @@ def test_blob_kernel_is_the_mean_inverse_square_over_a_gaussian():
 
 def test_attenuation_averaged_over_a_spread_source_is_the_gaussian_mean(x64):
     """`PriorParams.attenuation` with depth spreads (sd, sd_s) equals the mean over x ~ N(0, 1) of
-    kappa B exp(-t) = kappa exp(-t) (1 + a t_s exp(b t_s)) at depths (t, t_s) = (tau - sd x, tau_s - sd_s x)
-    (Gauss-Hermite, 40 nodes), and a source spread along the path raises the transmission (Jensen)."""
-    params = pd.prior.PriorParams(log_scale=(0.3, 0.2), log_buildup_a=(0.3, 0.4), buildup_b=(0.35, 0.01))
+    kappa B exp(-t) = kappa exp(-t) (1 + a t_s exp(b t_s - gamma t_e)) at depths (t, t_s) = (tau - sd x,
+    tau_s - sd_s x) and escaped depth t_e (Gauss-Hermite, 40 nodes), and a source spread along the
+    path raises the transmission (Jensen)."""
+    params = pd.prior.PriorParams(
+        log_scale=(0.3, 0.2), log_buildup_a=(0.3, 0.4), buildup_b=(0.35, 0.01), escape=(0.25, 0.05)
+    )
     x, w = np.polynomial.hermite_e.hermegauss(40)
     w = w / w.sum()
-    cases = ((2.0, 1.5, 0.8, 0.6, 40.0), (5.0, 4.0, 1.5, 1.2, 70.0), (0.5, 0.1, 0.3, 0.05, 25.0))
-    for tau, tau_s, sd, sd_s, e in cases:
+    cases = ((2.0, 1.5, 0.8, 0.6, 40.0, 0.0), (5.0, 4.0, 1.5, 1.2, 70.0, 3.5), (0.5, 0.1, 0.3, 0.05, 25.0, 0.1))
+    for tau, tau_s, sd, sd_s, e, escaped in cases:
         u = np.log(e / 60.0)
-        kappa, a, b = (np.exp(0.3 + 0.2 * u), np.exp(0.3 + 0.4 * u), 0.35 + 0.01 * u)
+        kappa, a, b, gamma = (np.exp(0.3 + 0.2 * u), np.exp(0.3 + 0.4 * u), 0.35 + 0.01 * u, 0.25 + 0.05 * u)
         t, t_s = tau - sd * x, tau_s - sd_s * x
-        want = np.sum(w * kappa * np.exp(-t) * (1.0 + a * t_s * np.exp(b * t_s)))
-        got = float(params.attenuation(jnp.asarray(tau), jnp.asarray(tau_s), jnp.asarray(e), sd, sd_s))
+        want = np.sum(w * kappa * np.exp(-t) * (1.0 + a * t_s * np.exp(b * t_s - gamma * escaped)))
+        got = float(params.attenuation(jnp.asarray(tau), jnp.asarray(tau_s), jnp.asarray(e), sd, sd_s, escaped))
         assert got == pytest.approx(want, rel=1e-9)
-        assert got > float(params.attenuation(jnp.asarray(tau), jnp.asarray(tau_s), jnp.asarray(e)))
+        assert got > float(params.attenuation(jnp.asarray(tau), jnp.asarray(tau_s), jnp.asarray(e), 0.0, 0.0, escaped))
 
 
 def covered_fraction(phantom, field_mm=60.0, focal_y=-400.0):
@@ -314,7 +317,7 @@ def test_gradients_match_finite_differences_in_float64(x64):
         return pd.prior.dose(p, s, params, material_fractions=fractions, **SMALL).total[probe] * 1e12
 
     args = (
-        pd.prior.PriorParams((0.1, -0.2), (-0.3, 0.1), (0.2, 0.0)),
+        pd.prior.PriorParams((0.1, -0.2), (-0.3, 0.1), (0.2, 0.0), (0.3, 0.1)),
         jnp.asarray(1.0),
         fractions,
         jnp.asarray([0.2, 0.5, 0.3]),
@@ -510,7 +513,7 @@ def test_scatter_on_the_cell_lattice_equals_the_pointwise_transport():
     """`Scene.dose` reads the paths of all cells separably; `dose_at` samples each path: same numbers."""
     phantom = slab()
     scene = eqx.filter_jit(pd.prior.prepare)(phantom, cone(field=(20.0, 20.0)), n_sources=16, cell_mm=15.0)
-    params = pd.prior.PriorParams(log_buildup_a=(0.0, 0.0), buildup_b=(0.2, 0.0))
+    params = pd.prior.PriorParams(log_buildup_a=(0.0, 0.0), buildup_b=(0.2, 0.0), escape=(0.5, 0.0))
     cells = scene.coarse_grid.voxel_centers_mm().reshape(-1, 3)
     for lattice, points in zip(scene._fluence(params, None), scene._fluence(params, cells)):
         np.testing.assert_allclose(np.asarray(lattice), np.asarray(points), rtol=2e-5, atol=1e-6 * float(points.max()))
@@ -605,3 +608,58 @@ def test_samples_before_the_last_leg_cover_exactly_the_path_before_it():
     # each sample stands for r / 16 of the path: the weights add up to the path before the last leg
     np.testing.assert_allclose(w.sum(axis=0) * np.asarray(r) / 16, np.maximum(np.asarray(r) - 20.0, 0.0), atol=1e-4)
     assert np.all(np.diff(w, axis=0) <= 0)  # the cut-off samples are the last ones
+
+
+def test_a_path_escapes_across_an_air_gap_and_not_through_tissue_or_lung():
+    """`escaped_fraction` from cells of air, lung and tissue (sigma at 60 keV 0.00024, 0.05, 0.2 /cm) as the
+    transport reads them: one sample of air in 16 makes a path escaped, tissue or lung alone does not."""
+    from physdose.prior._scatter import GAP_SCATTERING_PER_CM, MIN_LOG_CLOSED, escaped_fraction
+
+    def log_closed(sigma):
+        return max(float(np.log(-np.expm1(-sigma / GAP_SCATTERING_PER_CM))), MIN_LOG_CLOSED)
+
+    air, lung, tissue = (log_closed(s) for s in (0.00024, 0.05, 0.2))
+
+    def fraction(samples):
+        return float(escaped_fraction(jnp.asarray(np.mean(samples)), len(samples)))
+
+    assert fraction([tissue] * 16) < 1e-6
+    assert fraction([tissue] * 8 + [lung] * 8) < 0.06  # a lung is no air gap
+    assert fraction([tissue] * 15 + [air]) == pytest.approx(1 - (1 - np.exp(-0.024)), rel=1e-4)  # 0.976
+    assert fraction([tissue] * 12 + [air] * 4) > 0.9999
+
+
+def test_escape_lowers_only_the_build_up_of_photons_that_left_the_body():
+    """In uniform water no path crosses a gap: `escape` changes nothing. Behind the slab (vacuum) the
+    scattered dose falls, but never below its first scatter (the build-up is only reduced)."""
+    prepare = eqx.filter_jit(pd.prior.prepare)
+    dose = eqx.filter_jit(lambda scene, p: scene.dose(p).scatter)
+    infinite, escaping = pd.prior.PriorParams(), pd.prior.PriorParams(escape=(0.5, 0.0))
+    water = eqx.tree_at(
+        lambda p: (p.material_ids, p.density_g_cm3),
+        slab(),
+        (jnp.ones((N, N, N), jnp.int32), jnp.ones((N, N, N), jnp.float32)),
+    )
+    scene = prepare(water, cone(), **FAST)
+    np.testing.assert_allclose(np.asarray(dose(scene, escaping)), np.asarray(dose(scene, infinite)), rtol=1e-4)
+
+    scene = prepare(slab(), cone(field=(20.0, 20.0)), **FAST)
+    behind = np.s_[:, 12:, :]
+    first, reduced, full = (
+        np.asarray(dose(scene, p))[behind]
+        for p in (pd.prior.PriorParams(log_buildup_a=(-60.0, 0.0)), escaping, infinite)
+    )
+    assert np.all(first <= reduced * (1 + 1e-6)) and np.all(reduced <= full * (1 + 1e-6))
+    assert reduced.sum() < (1 - 1e-3) * full.sum()  # a thin slab's short paths: a small cut, but a cut
+
+
+def test_air_bands_are_distances_from_the_body_outside_the_beam():
+    from physdose.prior._calibrate import air_bands
+
+    phantom = slab()  # water in y layers 5-8, 5 mm voxels
+    primary = np.zeros(phantom.grid.shape)
+    primary[:, :, 6:10] = 1.0  # a beam through x layers 6-9
+    bands = air_bands(phantom, primary, (10.0, 20.0))
+    for y, want in ((9, -1), (10, 0), (11, 0), (12, 1), (15, 1), (4, -1), (3, 0), (1, 1)):  # 5 mm per layer
+        assert np.all(bands[:, y, :6] == want), y
+    assert np.all(bands[:, :, 6:10] == -1) and np.all(bands[:, 5:9] == -1)  # in the beam; the body

@@ -4,6 +4,7 @@ import json
 import os
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
+from typing import NamedTuple
 
 import equinox as eqx
 import jax
@@ -11,6 +12,7 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 from jaxtyping import Array, PRNGKeyArray, PyTree
+from scipy import ndimage
 from tqdm.auto import tqdm
 
 from .._atomic import atomic_path
@@ -21,6 +23,13 @@ from ._medium import shields
 from ._model import PriorDose, PriorParams, Scene, calibration_record, dose, prepare
 
 FORMAT = "physdose.prior/1"
+
+AIR_BANDS_MM = (25.0, 50.0, 100.0, 200.0)
+"""Where the bands of distance from the body begin (mm) in which `calibrate` compares the air's mean dose
+(the air nearer than 25 mm reads cells that straddle the body's surface)."""
+
+AIR_POINTS = 64
+"""Voxels per air band at which `calibrate` evaluates the prior."""
 
 
 class Prior(eqx.Module):
@@ -125,6 +134,7 @@ def calibrate(
     noise_floor: float = 0.03,
     max_rel_sigma: float = 0.2,
     organ_max_rel_sigma: float = 0.05,
+    air_bands_mm: Sequence[float] = AIR_BANDS_MM,
     names: Sequence[str] | None = None,
     progress: bool = True,
     **options,
@@ -137,9 +147,12 @@ def calibrate(
     mean dose over up to `organ_points` voxels drawn per organ, of the prior and of the MC
     alike (a sample is not the organ's mean where the dose falls across it), where the MC's
     sample mean is known within `organ_max_rel_sigma` (organs made mostly of a shielding
-    material are left out: a lead apron's own dose is no tissue dose); each term is weighted
-    by 1 / (sigma^2 + noise_floor^2), and scenarios count equally. The parameter-independent
-    part of the prior is computed once per scenario.
+    material are left out: a lead apron's own dose is no tissue dose), plus the same over the
+    air outside the beam in bands of distance from the body (`air_bands_mm`; the mean dose of
+    each band, known within `max_rel_sigma`: the air kerma of photons that left the body,
+    which fits the prior's `escape`; a single air voxel of an MC run is mostly empty);
+    each term is weighted by 1 / (sigma^2 + noise_floor^2), and scenarios count equally. The
+    parameter-independent part of the prior is computed once per scenario.
 
     Args:
         scenarios: (phantom, source) pairs.
@@ -150,6 +163,7 @@ def calibrate(
         key: PRNG key for the voxel samples.
         steps, learning_rate: Adam iterations and step size.
         points: voxels sampled per scenario.
+        air_bands_mm: where the distance bands of the air term begin (mm; empty: no air term).
         names: scenario names recorded in the result.
         **options: keyword options of `prepare`, kept in the returned Prior.
 
@@ -164,12 +178,11 @@ def calibrate(
     params = PriorParams() if params is None else params
     cases = []
     keys = jax.random.split(key, len(scenarios))
+    samples = _Samples(points, organ_points, tuple(air_bands_mm), noise_floor, max_rel_sigma, organ_max_rel_sigma)
     for (phantom, source), mc, k in zip(scenarios, mc_results, keys):
         scene = prepare(phantom, source, **options)
         ref = _reference(mc, phantom)
-        cases.append(
-            _case(scene, phantom, ref, k, points, organ_points, noise_floor, max_rel_sigma, organ_max_rel_sigma)
-        )
+        cases.append(_case(scene, phantom, ref, k, samples, params))
 
     def loss(p):
         return sum(_case_loss(scene, p, case) for scene, case in cases) / len(cases)
@@ -201,16 +214,49 @@ def _reference(mc, phantom: Phantom) -> dict:
     return out
 
 
-def _case(scene: Scene, phantom: Phantom, ref: dict, key, points, organ_points, floor, max_sigma, organ_max_sigma):
-    """Sample voxels and organs of one scenario for the calibration loss."""
+class _Samples(NamedTuple):
+    """How `calibrate` samples each scenario (see there)."""
+
+    points: int
+    organ_points: int
+    air_bands_mm: tuple[float, ...]
+    floor: float
+    max_sigma: float
+    organ_max_sigma: float
+
+
+def _weighted_mean(m: np.ndarray, d: np.ndarray, sigma: np.ndarray) -> tuple[float, float]:
+    """Weighted mean of doses `d` (weights `m`) and its relative uncertainty from the voxels' `sigma`
+    (inf where the mean is 0; a voxel without MC dose has no finite sigma and adds none)."""
+    value = np.sum(m * d) / np.sum(m)
+    spread = m * d * np.where(d > 0, sigma, 0.0)
+    return value, (np.sqrt(np.sum(spread**2)) / np.sum(m * d) if value > 0 else np.inf)
+
+
+def air_bands(phantom: Phantom, primary: np.ndarray, edges_mm: Sequence[float]) -> np.ndarray:
+    """Band of each voxel of air outside the beam (no primary dose) by its distance from the body
+    (voxels denser than 0.1 g/cm^3): i from `edges_mm[i]` to the next edge (the last band has none),
+    else -1 (also nearer than the first edge); shape (z, y, x) int."""
+    rho = np.asarray(phantom.density_g_cm3)
+    body = rho > 0.1
+    if not body.any() or not len(edges_mm):
+        return np.full(rho.shape, -1)
+    distance = ndimage.distance_transform_edt(~body, sampling=phantom.grid.spacing_mm)
+    outside = (rho < 0.01) & (primary <= 1e-6 * primary.max())
+    return np.where(outside, np.digitize(distance, edges_mm) - 1, -1)
+
+
+def _case(scene: Scene, phantom: Phantom, ref: dict, key, samples: _Samples, params: PriorParams):
+    """Sample voxels, organs and air bands of one scenario for the calibration loss."""
     rng = np.random.default_rng(np.asarray(jax.random.key_data(key)).ravel())
+    n_pick, organ_points, floor = samples.points, samples.organ_points, samples.floor
     d, sigma = ref["dose_gy"], ref["rel_sigma"]
     rho = np.asarray(phantom.density_g_cm3)
     shield = shields(phantom.materials)[np.asarray(phantom.material_ids)]
     tissue = (rho > 0.05) & ~shield
-    ok = tissue & (d > 0.01 * np.percentile(d[tissue & (d > 0)], 99.9)) & (sigma < max_sigma)
+    ok = tissue & (d > 0.01 * np.percentile(d[tissue & (d > 0)], 99.9)) & (sigma < samples.max_sigma)
     candidates = np.argwhere(ok)
-    pick = candidates[rng.choice(len(candidates), min(points, len(candidates)), replace=False)]
+    pick = candidates[rng.choice(len(candidates), min(n_pick, len(candidates)), replace=False)]
     voxel_w = 1.0 / (sigma[tuple(pick.T)] ** 2 + floor**2)
     labels = np.asarray(phantom.organ_labels)
     mass = np.asarray(phantom.voxel_mass_g())
@@ -223,11 +269,9 @@ def _case(scene: Scene, phantom: Phantom, ref: dict, key, points, organ_points, 
             continue
         vox = vox[rng.choice(len(vox), min(organ_points, len(vox)), replace=False)]
         # the MC's mean over the same voxels: a sample of an organ the dose falls across is not its mean
-        m, d_vox, s_vox = (a[tuple(vox.T)] for a in (mass, d, sigma))
-        value = np.sum(m * d_vox) / np.sum(m)
-        spread = m * d_vox * np.where(d_vox > 0, s_vox, 0.0)  # a voxel without MC dose has no finite sigma
-        s = np.sqrt(np.sum(spread**2)) / np.sum(m * d_vox) if value > 0 else np.inf
-        if not s < organ_max_sigma:
+        m = mass[tuple(vox.T)]
+        value, s = _weighted_mean(m, d[tuple(vox.T)], sigma[tuple(vox.T)])
+        if not s < samples.organ_max_sigma:
             continue
         organ_idx.append(np.pad(vox, ((0, organ_points - len(vox)), (0, 0)), mode="edge"))
         organ_mass.append(np.pad(m, (0, organ_points - len(m))))
@@ -238,24 +282,51 @@ def _case(scene: Scene, phantom: Phantom, ref: dict, key, points, organ_points, 
         "ref": jnp.asarray(d[tuple(pick.T)]),
         "w": jnp.asarray(voxel_w / voxel_w.sum()),
     }
-    if organ_idx:
-        w = np.asarray(organ_w)
-        case.update(
-            organ_index=np.concatenate(organ_idx),
-            organ_mass=jnp.asarray(np.stack(organ_mass)),
-            organ_ref=jnp.asarray(organ_ref),
-            organ_w=jnp.asarray(w / w.sum()),
-        )
+    # air: the MC's mean over each whole band against the prior's over `AIR_POINTS` of its voxels, times
+    # the band's mean over that sample's mean as the starting parameters give them (the band's profile
+    # hardly moves with the parameters; the whole grid at every step made a step 6 times slower)
+    bands = air_bands(phantom, np.asarray(scene.primary), samples.air_bands_mm)
+    air_idx, air_ref, air_w, start = [], [], [], None
+    for band in range(len(samples.air_bands_mm)):
+        m = bands == band
+        value, s = _weighted_mean(np.ones(m.sum()), d[m], sigma[m]) if m.any() else (0.0, np.inf)
+        if not s < samples.max_sigma:
+            continue
+        start = np.asarray(scene.dose(params).total) if start is None else start
+        vox = np.argwhere(m)
+        vox = vox[rng.choice(len(vox), AIR_POINTS, replace=len(vox) < AIR_POINTS)]
+        air_idx.append(vox)
+        air_ref.append(value * start[tuple(vox.T)].mean() / start[m].mean())
+        air_w.append(1.0 / (s**2 + floor**2))
+    for part, idx, masses, values, weights in (
+        ("organ", organ_idx, organ_mass, organ_ref, organ_w),
+        ("air", air_idx, [np.ones(AIR_POINTS)] * len(air_idx), air_ref, air_w),
+    ):
+        if idx:
+            w = np.asarray(weights)
+            case[part] = {
+                "index": np.concatenate(idx),
+                "mass": jnp.asarray(np.stack(masses)),
+                "ref": jnp.asarray(values),
+                "w": jnp.asarray(w / w.sum()),
+            }
     return scene, case
 
 
 def _case_loss(scene: Scene, params: PriorParams, case: dict) -> Array:
+    """Weighted mean squared log ratio prior / MC over the voxels, plus that of the (mass-weighted) means
+    of the organs and air bands."""
+    groups = [case[part] for part in ("organ", "air") if part in case]
+    total = scene.dose_at(params, np.concatenate([case["index"]] + [g["index"] for g in groups])).total
     n = case["index"].shape[0]
-    index = case["index"] if "organ_index" not in case else np.concatenate([case["index"], case["organ_index"]])
-    total = scene.dose_at(params, index).total
-    voxel = jnp.sum(case["w"] * jnp.log(jnp.maximum(total[:n], 1e-37) / case["ref"]) ** 2)
-    if "organ_index" not in case:
-        return voxel
-    organ_total = total[n:].reshape(case["organ_mass"].shape)
-    organ = jnp.sum(organ_total * case["organ_mass"], axis=1) / jnp.sum(case["organ_mass"], axis=1)
-    return voxel + jnp.sum(case["organ_w"] * jnp.log(jnp.maximum(organ, 1e-37) / case["organ_ref"]) ** 2)
+    loss = _log_loss(total[:n], case["ref"], case["w"])
+    for g in groups:
+        values = total[n : n + g["index"].shape[0]].reshape(g["mass"].shape)
+        n += g["index"].shape[0]
+        loss = loss + _log_loss(jnp.sum(values * g["mass"], 1) / jnp.sum(g["mass"], 1), g["ref"], g["w"])
+    return loss
+
+
+def _log_loss(values: Array, ref: Array, w: Array) -> Array:
+    """sum w ln(values / ref)^2."""
+    return jnp.sum(w * jnp.log(jnp.maximum(values, 1e-37) / ref) ** 2)

@@ -60,6 +60,9 @@ class PriorParams(eqx.Module):
         log_scale: ln of the scatter scale kappa(E).
         log_buildup_a: ln of the Berger coefficient a(E).
         buildup_b: the Berger exponent b(E) (capped at 0.9 so B exp(-tau) decays).
+        escape: gamma(E), the build-up's growth lost per unit of scattering optical depth
+            of a path that crosses an air gap (photons that left one body toward another
+            point: the room's staff, the air beside the patient); 0: the infinite-medium build-up.
 
     The build-up factor counts the scattering optical depth of a path (see
     `physdose.prior._scatter`).
@@ -68,21 +71,30 @@ class PriorParams(eqx.Module):
     log_scale: Float[Array, " 2"] = eqx.field(default=(0.0, 0.0), converter=jnp.asarray)
     log_buildup_a: Float[Array, " 2"] = eqx.field(default=(0.0, 0.0), converter=jnp.asarray)
     buildup_b: Float[Array, " 2"] = eqx.field(default=(0.0, 0.0), converter=jnp.asarray)
+    escape: Float[Array, " 2"] = eqx.field(default=(0.0, 0.0), converter=jnp.asarray)
 
     def __check_init__(self):
-        for name in ("log_scale", "log_buildup_a", "buildup_b"):
+        for name in ("log_scale", "log_buildup_a", "buildup_b", "escape"):
             if getattr(self, name).shape != (2,):
                 raise ValueError(f"{name} must have shape (2,), got {getattr(self, name).shape}")
 
     def attenuation(
-        self, tau: Array, tau_s: Array, energy_kev: Array, sd_tau: Array | float = 0.0, sd_tau_s: Array | float = 0.0
+        self,
+        tau: Array,
+        tau_s: Array,
+        energy_kev: Array,
+        sd_tau: Array | float = 0.0,
+        sd_tau_s: Array | float = 0.0,
+        tau_escaped: Array | float = 0.0,
     ) -> Array:
-        """kappa(E) B(tau_s, E) exp(-tau) = kappa exp(-tau) (1 + a tau_s exp(b tau_s)), elementwise,
+        """kappa(E) B exp(-tau) = kappa exp(-tau) (1 + a tau_s exp(b tau_s - gamma tau_escaped)), elementwise,
         averaged over the depths (tau - sd_tau x, tau_s - sd_tau_s x), x ~ N(0, 1): a source spread
         along the path (zero spreads: the kernel itself).
 
-        tau is the path's total optical depth, tau_s its scattering part (<= tau). In closed form,
-        E[exp(-tau + sd x)] = exp(-tau + sd^2 / 2) and, with l = sd_tau - b sd_tau_s,
+        tau is the path's total optical depth, tau_s its scattering part (<= tau), tau_escaped the
+        part of tau_s counted as escaped (a path across an air gap has left a body; the
+        infinite-medium build-up counts backscatter from matter that is not there). In closed
+        form, E[exp(-tau + sd x)] = exp(-tau + sd^2 / 2) and, with l = sd_tau - b sd_tau_s,
         E[(tau_s - sd_s x) exp(l x)] = (tau_s - sd_s l) exp(l^2 / 2).
         """
         x = jnp.log(jnp.maximum(energy_kev, 1.0) / REFERENCE_ENERGY_KEV)
@@ -93,7 +105,8 @@ class PriorParams(eqx.Module):
         b = jnp.minimum(at(self.buildup_b), 0.9)
         slope = sd_tau - b * sd_tau_s
         spread_tau_s = jnp.maximum(tau_s - sd_tau_s * slope, 0.0)
-        buildup = jnp.exp(at(self.log_buildup_a)) * spread_tau_s * jnp.exp(b * tau_s - tau + 0.5 * slope**2)
+        growth = b * tau_s - at(self.escape) * tau_escaped - tau + 0.5 * slope**2
+        buildup = jnp.exp(at(self.log_buildup_a)) * spread_tau_s * jnp.exp(growth)
         return jnp.exp(at(self.log_scale)) * (jnp.exp(0.5 * jnp.square(sd_tau) - tau) + buildup)
 
 

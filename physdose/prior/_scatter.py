@@ -32,6 +32,13 @@ Model (a point-kernel method; Shultis & Faw, *Radiation Shielding*, 2000, ch. 8)
   path, not the total: photons absorbed by the photoelectric effect in lead, iodine or
   bone build nothing up, and in water the two nearly agree (as for the single-medium
   Berger fits, which depend on mu r with mu dominated by Compton scattering).
+* Photons that left a body. The Berger factor is an infinite-medium one: it counts photons
+  scattered back from matter beyond each point, which the air beside a patient lacks. A path
+  that crosses an air gap (`escaped_fraction`: g = 1 - the product over its samples of each
+  cell's 1 - exp(-sigma(60 keV) / 0.01 cm^-1), the mean of its logarithm read with the other
+  channels) has left the body; its build-up grows more slowly, B = 1 + a tau_s exp(b tau_s -
+  gamma g tau_s), gamma(E) calibrated too. A path inside the body crosses no gap and keeps
+  the infinite-medium B.
 * Shields thinner than a cell (a lead apron, a thyroid collar). Coarse cells smear them
   out, and interpolating fluence between cells on both sides of one leaks unshielded
   fluence behind it. With a last leg of length L, each path is attenuated on the coarse
@@ -53,6 +60,16 @@ from jaxtyping import Array, Float
 
 from ..geometry._grid import Grid
 from ._primary import bilinear, cell_of, trilinear
+
+GAP_KEV = 60.0
+"""Energy at which a cell's scattering coefficient decides whether it is an air gap (keV)."""
+
+GAP_SCATTERING_PER_CM = 0.01
+"""A coarse cell with scattering coefficient sigma (1/cm, at `GAP_KEV`) is closed (holds matter rather
+than an air gap) by 1 - exp(-sigma / this): air 0.02, a lung 0.99, soft tissue 1 (see `escaped_fraction`)."""
+
+MIN_LOG_CLOSED = -10.0
+"""Lower bound of ln(closed) per cell (vacuum would be -inf)."""
 
 MAX_LAST_LEG_TAU = 50.0
 """Largest optical depth a last leg counts (each way: exp(+50) and exp(-50) stay finite in float32)."""
@@ -130,19 +147,23 @@ def scattered_fluence(
     """
     basis = jnp.concatenate([basis_at(energy_kev), scattering_basis_at(energy_kev)], -1)  # (s, g, k + j)
     k = coarse_mu.shape[-1]
-    coarse = jnp.concatenate([coarse_mu, coarse_sigma], -1)
-    c = coarse.shape[-1]
     dtype = source_mm.dtype
+    c = coarse_mu.shape[-1] + coarse_sigma.shape[-1]
+    # channels: attenuation and scattering basis densities, and ln(closed) of each cell (`escaped_fraction`;
+    # outside the grid it reads 0, matter, but the paths between points of the grid stay inside it)
+    sigma_gap = (coarse_sigma @ scattering_basis_at(jnp.asarray(GAP_KEV, dtype)))[..., None]  # 1/cm
+    closed = -jnp.expm1(-jnp.maximum(sigma_gap, 1e-30) / GAP_SCATTERING_PER_CM)
+    coarse = jnp.concatenate([coarse_mu, coarse_sigma, jnp.maximum(jnp.log(closed), MIN_LOG_CLOSED)], -1)
     frac = (jnp.arange(path_samples, dtype=dtype) + 0.5) / path_samples
     # Legendre features of the direction, [1, Omega, Omega Omega^T], against the moments [n0, 3 n1, 5 Q]
     variance = (source_var_mm2 + (jnp.asarray(coarse_grid.spacing_mm, dtype) ** 2 / 12.0)[None])[:, None]  # (s, 1, 3)
     moments = jnp.concatenate([n0[..., None], 3.0 * n1, 5.0 * q.reshape(q.shape[:2] + (9,))], -1) / (4.0 * math.pi)
     # squared attenuation and scattering coefficients (1/mm^2) of each source's own matter, (2, s, g)
-    at_source = 0.1 * trilinear(coarse, coarse_grid.to_index(source_mm), outside_zero=True)  # (s, k + j) 1/mm
+    at_source = 0.1 * trilinear(coarse, coarse_grid.to_index(source_mm), outside_zero=True)[:, :c]  # (s, k + j) 1/mm
     per_basis = at_source[:, None, :] * basis  # (s, g, k + j)
     source_mu2 = jnp.stack([jnp.sum(per_basis[..., :k], -1), jnp.sum(per_basis[..., k:], -1)]) ** 2
 
-    def transport(t, mean_mu):  # targets (b, 3), mean basis densities along each path (s, b, k + j [+ k])
+    def transport(t, mean_mu):  # targets (b, 3), mean basis densities along each path (s, b, k + j + 1 [+ k])
         # arrays run (source, group, target): the dots' own output order, so nothing is transposed
         rel = t[None] - source_mm[:, None]  # (s, b, 3)
         r2 = jnp.sum(rel**2, axis=-1)
@@ -151,11 +172,12 @@ def scattered_fluence(
         tau_k = mean_mu * (r * 0.1)[..., None]
         tau = jnp.einsum("sgk,sbk->sgb", basis[..., :k], tau_k[..., :k])
         tau_s = jnp.einsum("sgk,sbk->sgb", basis[..., k:c], tau_k[..., k:c])
+        tau_escaped = tau_s * escaped_fraction(mean_mu[..., c], path_samples)[:, None]
         # exp(-tau) only up to the last leg (past the source through its own matter when shorter); the
         # build-up and the source's spread still count the whole path
         if last_leg_mm > 0:
             beyond = jnp.maximum(last_leg_mm - r, 0.0)[..., None] * at_source[:, None, :k]
-            tau_before = jnp.einsum("sgk,sbk->sgb", basis[..., :k], tau_k[..., c:] - beyond)
+            tau_before = jnp.einsum("sgk,sbk->sgb", basis[..., :k], tau_k[..., c + 1 :] - beyond)
         features = jnp.concatenate(
             [jnp.ones_like(r)[..., None], omega, (omega[..., :, None] * omega[..., None, :]).reshape(r.shape + (9,))],
             -1,
@@ -166,7 +188,7 @@ def scattered_fluence(
         along = jnp.sum(omega**2 * source_var_mm2[:, None], axis=-1)[:, None]  # (s, 1, b) mm^2
         sd_tau = _sqrt(jnp.minimum(along * source_mu2[0][..., None], tau))
         sd_tau_s = _sqrt(jnp.minimum(along * source_mu2[1][..., None], tau_s))
-        mean_attenuation = attenuation(tau, tau_s, energy_kev[..., None], sd_tau, sd_tau_s)
+        mean_attenuation = attenuation(tau, tau_s, energy_kev[..., None], sd_tau, sd_tau_s, tau_escaped)
         if last_leg_mm > 0:  # the last leg's attenuation given back (B exp(-tau) itself stays bounded)
             mean_attenuation = mean_attenuation * jnp.exp(jnp.minimum(tau - tau_before, MAX_LAST_LEG_TAU))
         kernel = angular * mean_attenuation * blob_inverse_square(r2, omega, variance)[:, None]
@@ -191,7 +213,7 @@ def scattered_fluence(
             ).reshape(-1, 3)
             mean_mu = jax.vmap(lambda i: _lattice_path_mean(padded, zy, i, frac, spacing, last_leg_mm, k))(
                 source_index
-            )  # (s, rows, x, c [+ k])
+            )  # (s, rows, x, c + 1 [+ k])
             return transport(coarse_grid.to_world(index), mean_mu.reshape((mean_mu.shape[0], rows * cx, -1)))
 
         blocks = zy
@@ -200,7 +222,7 @@ def scattered_fluence(
 
         def one_block(t):
             points = source_mm[None, :, None] + frac[:, None, None, None] * (t[None] - source_mm[:, None])[None]
-            mu = trilinear(coarse, coarse_grid.to_index(points), outside_zero=True, stacked=True)  # (p, s, b, k + j)
+            mu = trilinear(coarse, coarse_grid.to_index(points), outside_zero=True, stacked=True)  # (p, s, b, c + 1)
             mean = jnp.mean(mu, axis=0)
             if last_leg_mm > 0:
                 r = jnp.linalg.norm(t[None] - source_mm[:, None], axis=-1)  # (s, b)
@@ -273,6 +295,15 @@ def _lattice_path_mean(
     init = (jnp.zeros(shape + (padded.shape[3],), padded.dtype), jnp.zeros(shape + (k if cut else 0,), padded.dtype))
     (total, total_cut), _ = jax.lax.scan(one_fraction, init, (frac, weights))
     return jnp.concatenate([total, total_cut], -1) / frac.shape[0]
+
+
+def escaped_fraction(mean_log_closed: Array, path_samples: int) -> Array:
+    """Whether a path crosses an air gap, 1 - prod over its samples of closed = 1 - exp(p x mean ln closed),
+    elementwise, from the mean over its `path_samples` samples of ln(closed) (`GAP_SCATTERING_PER_CM`): 0.98
+    across one sample of air, 0.03 along five of lung, 0 in tissue. Photons that crossed one have left the
+    body that scattered them; their scattering depth counts as escaped (`PriorParams.attenuation`).
+    """
+    return -jnp.expm1(path_samples * mean_log_closed)
 
 
 def last_leg_tau(

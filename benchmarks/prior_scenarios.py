@@ -1,6 +1,6 @@
 """High-statistics Monte Carlo reference doses for calibrating and evaluating the physics prior.
 
-Ten scenarios (CT organ dose in synthetic patients and the TG-195 Case 5 torso; staff dose
+Eleven scenarios (CT organ dose in synthetic patients and the TG-195 Case 5 torso; staff dose
 in the interventional room), each `name -> (phantom, source, mc_kwargs)` with a role
 ("calibration": the prior's free parameters may be fitted to it; "evaluation": held out) and
 a photon count. Doses are per source photon, as `physdose.mc.simulate` returns them.
@@ -235,6 +235,7 @@ SCENARIOS: dict[str, Scenario] = {
             110,
             lambda: _helical_ct(7, "male", 80.0, ("liver", "kidneys"), 120),
         ),
+        Scenario("staff_rao20_100", "evaluation", STAFF_PHOTONS, 111, lambda: _staff(100.0, -20.0, -15.0)),
         Scenario("staff_pa80", "evaluation", STAFF_PHOTONS, 105, lambda: _staff(80.0, 0.0, 0.0)),
         Scenario(
             "ct_abdomen_f3",

@@ -136,69 +136,113 @@ def whole_grid(grid: Grid, cell: tuple[int, int, int]) -> Window:
     return Window((0, 0, 0), tuple(math.ceil(n / c) * c for n, c in zip(grid.shape, cell)), cell)
 
 
-def _view_hits(grid: Grid, beam: Beam) -> tuple[np.ndarray, np.ndarray]:
-    """Voxels (every second one per axis) inside each view's aperture: (index (p, 3), hit (views, p))."""
+def view_extents(grid: Grid, beam: Beam) -> np.ndarray | None:
+    """First and last voxel (z, y, x) inside each view's aperture, shape (views, 2, 3); a view that
+    reaches no voxel has first > last. None for a traced beam.
+
+    Voxel centres are tested on a lattice of every second voxel (callers add a margin for the
+    voxels between); the lattice's coordinates separate per axis, so each view costs a few
+    passes over it.
+    """
+    if not _concrete_beam(beam):
+        return None
     axes = [o + d * np.arange(0, n, 2) for o, d, n in zip(grid.origin_mm, grid.spacing_mm, grid.shape)]
-    pts = np.stack(np.meshgrid(*axes, indexing="ij"), axis=-1).reshape(-1, 3)
     half = np.asarray(beam.tan_half, np.float64)
     centre = np.asarray(beam.aperture_center, np.float64)
-    hits = []
-    for f, (c, u, w) in zip(np.asarray(beam.focal_mm, np.float64), np.asarray(beam.axes, np.float64)):
-        rel = pts - f
-        depth = rel @ c
+    extents = np.zeros((beam.num_views, 2, 3), np.int64)
+    extents[:, 0] = 1  # first > last: no voxel
+    for v, (f, (c, u, w)) in enumerate(zip(np.asarray(beam.focal_mm, np.float64), np.asarray(beam.axes, np.float64))):
+        z, y, x = (a - fa for a, fa in zip(axes, f))
+
+        def along(e):  # (voxel - focal spot) . e on the lattice
+            return z[:, None, None] * e[0] + y[None, :, None] * e[1] + x[None, None, :] * e[2]  # noqa: B023
+
+        depth = along(c)
         ok = depth > 0
         safe = np.where(ok, depth, 1.0)
-        t = np.stack([rel @ u, rel @ w], axis=-1) / safe[:, None]
-        hits.append(ok & np.all(np.abs(t - centre) <= half + 1e-9, axis=-1))
-    idx = np.stack(np.meshgrid(*[np.arange(0, n, 2) for n in grid.shape], indexing="ij"), -1).reshape(-1, 3)
-    return idx, np.stack(hits)
+        hit = ok & (np.abs(along(u) / safe - centre[0]) <= half[0] + 1e-9)
+        hit &= np.abs(along(w) / safe - centre[1]) <= half[1] + 1e-9
+        for a in range(3):
+            rows = np.flatnonzero(hit.any(axis=tuple(b for b in range(3) if b != a)))
+            if rows.size:
+                extents[v, :, a] = 2 * rows[0], 2 * rows[-1]
+    return extents
 
 
 def _concrete_beam(beam: Beam) -> bool:
     return is_concrete(beam.focal_mm, beam.axes, beam.tan_half, beam.aperture_center)
 
 
-def beam_window(grid: Grid, beam: Beam, cell: tuple[int, int, int], margin_voxels: int = 2) -> Window:
-    """Voxels that some view's aperture reaches (their bounding box plus a margin), in whole cells
-    aligned with those of `whole_grid`.
-
-    Voxel centres are tested on a lattice of every second voxel; the margin covers the
-    voxels between. With a traced beam the whole grid is used.
-    """
-    if not _concrete_beam(beam):
+def beam_window(grid: Grid, extents: np.ndarray | None, cell: tuple[int, int, int], margin_voxels: int = 2) -> Window:
+    """Voxels that some view's aperture reaches (`view_extents`: their bounding box plus a margin), in
+    whole cells aligned with those of `whole_grid`. With a traced beam (None) the whole grid is used."""
+    if extents is None:
         return whole_grid(grid, cell)
-    idx, hit = _view_hits(grid, beam)
-    hit = hit.any(axis=0)
-    if not hit.any():
+    reached = extents[:, 0, 0] <= extents[:, 1, 0]
+    if not reached.any():
         raise ValueError("the source's field does not reach the phantom grid")
-    idx = idx[hit]
-    lo = np.maximum(idx.min(axis=0) - margin_voxels, 0) // cell * cell  # cells aligned with the whole grid's
-    hi = np.minimum(idx.max(axis=0) + margin_voxels + 1, grid.shape)
+    lo = np.maximum(extents[reached, 0].min(axis=0) - margin_voxels, 0) // cell * cell  # aligned with whole_grid's
+    hi = np.minimum(extents[reached, 1].max(axis=0) + margin_voxels + 1, grid.shape)
     stop = [a + math.ceil((b - a) / c) * c for a, b, c in zip(lo, hi, cell)]
     return Window(tuple(int(a) for a in lo), tuple(int(b) for b in stop), cell)
 
 
-def view_slabs(grid: Grid, beam: Beam, window: Window, margin_voxels: int = 2) -> tuple[int, np.ndarray]:
-    """The z-slab of `window` that each view's aperture reaches, in whole cells of equal count.
+def view_slabs(
+    window: Window, extents: np.ndarray | None, num_views: int, margin_voxels: int = 2
+) -> tuple[int, np.ndarray]:
+    """The z-slab of `window` that each view's aperture reaches (`view_extents`), in whole cells of equal count.
 
     A helical scan's views each cover a few centimetres of a long window; computing each
     view on its slab only costs the slab's voxels, not the window's.
 
     Returns:
         (cells per slab, first cell of each view's slab within the window, shape (views,)).
-        A traced beam gets the whole window for every view.
+        A traced beam (None) gets the whole window for every view.
     """
     cells_z, cz = window.cells[0], window.cell[0]
-    if not _concrete_beam(beam):
-        return cells_z, np.zeros(beam.num_views, np.int32)
-    idx, hits = _view_hits(grid, beam)
-    first, last = np.zeros(beam.num_views, int), np.zeros(beam.num_views, int)
-    for v, hit in enumerate(hits):
-        z = idx[hit, 0] - window.start[0] if hit.any() else np.zeros(1, int)
-        first[v] = max(z.min() - margin_voxels, 0) // cz
-        last[v] = min(z.max() + margin_voxels, window.shape[0] - 1) // cz
+    if extents is None:
+        return cells_z, np.zeros(num_views, np.int32)
+    reached = extents[:, 0, 0] <= extents[:, 1, 0]
+    z = np.where(reached[:, None], extents[:, :, 0], window.start[0]) - window.start[0]  # a miss: the first row
+    first = np.maximum(z[:, 0] - margin_voxels, 0) // cz
+    last = np.minimum(z[:, 1] + margin_voxels, window.shape[0] - 1) // cz
     size = int(np.max(last - first)) + 1
     return size, np.minimum(first, cells_z - size).astype(np.int32)
+
+
+NEAR_ROWS = 4
+"""Rows of coarse cells on each side of the irradiated ones where the scattered fluence is computed in
+every row (`scatter_rows`)."""
+
+
+def scatter_rows(n_rows: int, first: int, last: int, growth: float) -> tuple[int, ...] | None:
+    """The z rows of coarse cells whose scattered fluence is computed; the others are interpolated between.
+
+    Every row within `NEAR_ROWS` of the irradiated rows [first, last], then, away from them, rows
+    spaced at most `growth` times their distance from those rows (at least one row apart),
+    and the grid's first and last row. None: every row (`growth` 0, or no row left out).
+    """
+    if growth <= 0:
+        return None
+    keep = set(range(max(first - NEAR_ROWS, 0), min(last + NEAR_ROWS, n_rows - 1) + 1)) | {0, n_rows - 1}
+    for z, edge, end, sign in ((first - NEAR_ROWS, first, 0, -1), (last + NEAR_ROWS, last, n_rows - 1, 1)):
+        while sign * (end - z) > 0:
+            z += sign * max(1, int(growth * sign * (z - edge)))
+            keep.add(min(max(z, 0), n_rows - 1))
+    return None if len(keep) == n_rows else tuple(sorted(keep))
+
+
+def row_brackets(n_rows: int, rows: tuple[int, ...] | None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """For every row z of `n_rows`: the positions in `rows` of the computed rows below and above it and
+    its fraction t of the way between them (0 for a computed row, which is its own lower row), shape (n_rows,)."""
+    z = np.arange(n_rows)
+    if rows is None:
+        return z, z, np.zeros(n_rows)
+    r = np.asarray(rows)
+    lo = np.searchsorted(r, z, side="right") - 1
+    hi = np.minimum(lo + 1, len(r) - 1)
+    t = np.where(r[lo] == z, 0.0, (z - r[lo]) / np.maximum(r[hi] - r[lo], 1))
+    return lo, np.where(t > 0, hi, lo), t
 
 
 def axial_layout(

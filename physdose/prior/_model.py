@@ -28,12 +28,15 @@ from ._geometry import (
     cell_voxels,
     group_count,
     group_spectrum,
+    row_brackets,
     sample_views,
+    scatter_rows,
+    view_extents,
     view_slabs,
     whole_grid,
 )
 from ._medium import AttenuationBasis, Composition, basis_density, medium_data
-from ._primary import axial_columns, axial_transmissions, outside_path_mm, resample_linear, transmissions, trilinear
+from ._primary import axial_columns, axial_transmissions, outside_path_mm, resample_linear, transmissions
 from ._scatter import MAX_LAST_LEG_TAU, last_leg_tau, scattered_fluence
 
 NEGLIGIBLE = 1e-15
@@ -46,6 +49,12 @@ formed (1 / fluence must stay finite in float32 gradients)."""
 
 MIN_SHIELDING_X = -1.0
 """Lower bound of the self-shielding argument x (factor (e - 1) = 1.72 at most; see `self_shielding`)."""
+
+FAR_ROWS = 0.15
+"""`prepare`'s default `far_rows`. In the 80 kVp chest on 8 mm voxels (59 of 113 rows computed) it moves organ
+doses by at most 0.64 % (the gonads, 500 mm from the scan) and the scattered dose per voxel by at most 3.4 %
+within 300 mm of the scan; every voxel it moves by more than 5 % (up to 31 %) holds under 1.4e-4 of the maximum
+dose. `Scene.dose` takes 0.30 s instead of 0.57 s there."""
 
 REFERENCE_ENERGY_KEV = 60.0
 """Energy at which the calibrated parameters' energy dependence is anchored (keV)."""
@@ -165,6 +174,8 @@ class Scene(eqx.Module):
         path_samples: attenuation samples per scattered path.
         last_leg_mm: final stretch of the scattered paths attenuated on the fine grid (mm;
             0: none), see `physdose.prior._scatter`.
+        scatter_rows: the z rows of coarse cells whose scattered fluence is computed, the others
+            interpolated between them (`prepare`'s `far_rows`); None: every row.
     """
 
     grid: Grid
@@ -184,6 +195,7 @@ class Scene(eqx.Module):
     source_var_mm2: Float[Array, "s 3"]
     path_samples: int = eqx.field(static=True)
     last_leg_mm: float = eqx.field(static=True, default=0.0)
+    scatter_rows: tuple[int, ...] | None = eqx.field(static=True, default=None)
 
     def _fluence(self, params: PriorParams, targets_mm: Array | None) -> tuple[Array, Array, Array]:
         return scattered_fluence(
@@ -202,6 +214,7 @@ class Scene(eqx.Module):
             self.source_var_mm2,
             self.path_samples,
             self.last_leg_mm,
+            z_rows=self.scatter_rows,
         )
 
     def _group_kev(self) -> Float[Array, " g"]:
@@ -246,16 +259,38 @@ class Scene(eqx.Module):
         tau = last_leg_tau(self.grid, density, points_mm, direction, self.last_leg_mm)
         return jnp.minimum(tau @ self.basis.at(self._group_kev()).T, MAX_LAST_LEG_TAU)
 
-    def _at_cells(self, params: PriorParams, cells_mm: Array | None) -> Array:
+    def _at_cells(self, params: PriorParams, cells: np.ndarray | None) -> Array:
         """Scattered (phi, psi) per group, attenuated up to the start of the last leg, the arrival
-        direction, and the cells' own attenuation basis densities (1/cm), at coarse cell centres
-        (None: all cells): shape (c, 2 g + 3 + k)."""
-        phi, psi, toward = self._fluence(params, cells_mm)
-        if cells_mm is None:  # every cell, in the grid's order
+        direction, and the cells' own attenuation basis densities (1/cm), at coarse cells `cells`
+        (integer (z, y, x), concrete, shape (c, 3); None: all cells in C order): shape (c, 2 g + 3 + k).
+
+        Cells in rows left out of `scatter_rows` get their value between the computed rows below
+        and above them: phi and psi geometrically (exact for an exponential fall along z), the
+        arrival direction linearly.
+        """
+        cz, cy, cx = self.coarse_grid.shape
+        lo, hi, t = row_brackets(cz, self.scatter_rows)
+        if cells is None:  # every cell, in the grid's order; the computed rows' cells come in that order too
+            values = jnp.concatenate(self._fluence(params, None), axis=-1)
+            values = values.reshape((-1, cy * cx, values.shape[-1]))
+            below, above = (values[i].reshape(-1, values.shape[-1]) for i in (lo, hi))
+            t = np.repeat(t, cy * cx)
             own = self.coarse_mu.reshape(-1, self.coarse_mu.shape[-1])
-        else:  # trilinear at cell centres reads the cells themselves
-            own = trilinear(self.coarse_mu, self.coarse_grid.to_index(cells_mm), outside_zero=False)
-        return jnp.concatenate([phi, psi, toward, own], axis=-1)
+        else:
+            cells = np.asarray(cells, np.int64)
+            rows = np.arange(cz) if self.scatter_rows is None else np.asarray(self.scatter_rows)
+            ends = [np.concatenate([rows[i[cells[:, 0]], None], cells[:, 1:]], -1) for i in (lo, hi)]
+            needed, inverse = np.unique(np.concatenate(ends), axis=0, return_inverse=True)
+            world = jnp.asarray(_world(self.coarse_grid, needed), self.primary.dtype)
+            values = jnp.concatenate(self._fluence(params, world), axis=-1)
+            inverse = inverse.reshape(2, -1)
+            below, above, t = values[inverse[0]], values[inverse[1]], t[cells[:, 0]]
+            own = self.coarse_mu[cells[:, 0], cells[:, 1], cells[:, 2]]
+        g = self.n0.shape[1]
+        t = jnp.asarray(t, values.dtype)[:, None]
+        fluences = _geometric_between(below[:, : 2 * g], above[:, : 2 * g], t)
+        toward = (1.0 - t) * below[:, 2 * g :] + t * above[:, 2 * g :]
+        return jnp.concatenate([fluences, toward, own], axis=-1)
 
     def _scatter_dose(self, cells: Array, interpolate, points_mm: Array, composition: Composition) -> Array:
         """Scattered dose (Gy) at points from `_at_cells` values (c, 2 g + 3 + k), where
@@ -311,12 +346,20 @@ class Scene(eqx.Module):
         def interpolate(values):
             return jnp.sum(weight[..., None] * values[corner], axis=1)
 
-        values = self._at_cells(params, jnp.asarray(_world(self.coarse_grid, cells), self.primary.dtype))
+        values = self._at_cells(params, cells)
         idx = jnp.asarray(index, jnp.int32)
         points = jnp.asarray(points, self.primary.dtype)
         scatter = self._scatter_dose(values, interpolate, points, self.composition.at(idx))
         primary = self.primary[idx[:, 0], idx[:, 1], idx[:, 2]]
         return PriorDose(primary, scatter, primary + scatter)
+
+
+def _geometric_between(below: Array, above: Array, t: Array) -> Array:
+    """below^(1 - t) above^t elementwise (`below` itself where t = 0; linear where either is below `TINY`)."""
+    ok = (below > TINY) & (above > TINY)
+    log_below, log_above = (jnp.log(jnp.where(ok, a, 1.0)) for a in (below, above))
+    between = jnp.where(ok, jnp.exp((1.0 - t) * log_below + t * log_above), (1.0 - t) * below + t * above)
+    return jnp.where(t > 0, between, below)
 
 
 def _world(grid: Grid, index: np.ndarray) -> np.ndarray:
@@ -327,7 +370,7 @@ def _world(grid: Grid, index: np.ndarray) -> np.ndarray:
 def _stencil(grid: Grid, points_mm: np.ndarray):
     """Trilinear stencil of `points_mm` on `grid` (clamped, as `trilinear(outside_zero=False)`).
 
-    Returns (cells (u, 3) float indices, corner (n, 8) rows into cells, weight (n, 8)).
+    Returns (cells (u, 3) integer indices, corner (n, 8) rows into cells, weight (n, 8)).
     """
     n = np.asarray(grid.shape)
     i = np.clip((points_mm - np.asarray(grid.origin_mm)) / np.asarray(grid.spacing_mm), 0, n - 1)
@@ -342,7 +385,7 @@ def _stencil(grid: Grid, points_mm: np.ndarray):
                 weights.append(np.prod(np.where(d == 1, t, 1.0 - t), axis=-1))
     corners = np.stack(corners, axis=1)  # (n, 8, 3)
     cells, inverse = np.unique(corners.reshape(-1, 3), axis=0, return_inverse=True)
-    return cells.astype(float), inverse.reshape(-1, 8), np.stack(weights, axis=1)
+    return cells, inverse.reshape(-1, 8), np.stack(weights, axis=1)
 
 
 def dose(
@@ -393,6 +436,7 @@ def prepare(
     n_sources: int = 256,
     path_samples: int = 16,
     last_leg_mm: float | None = None,
+    far_rows: float | None = None,
     world_medium: str | None = "air",
 ) -> Scene:
     """The parameter-independent part of the prior: primary dose and scatter sources.
@@ -415,6 +459,10 @@ def prepare(
             shields thinner than a cell (lead aprons, collars) are not smeared out (mm; 0:
             none; default: one cell when the phantom holds a shielding material, see
             `physdose.prior._medium.SHIELD_MU_CM2_G`, else 0).
+        far_rows: beyond 4 rows of cells on each side of the irradiated ones (along z), the scattered
+            fluence is computed on rows spaced at most this fraction of their distance from those
+            and interpolated geometrically between them (0: every row; default 0.15, or 0 where the
+            phantom holds a shield: the staff's shields change the fluence from one row to the next).
         world_medium: material between the focal spot and the grid (None: vacuum).
     """
     with jax.ensure_compile_time_eval():  # a source closed over by jit keeps a concrete beam, hence a tight layout
@@ -430,18 +478,22 @@ def prepare(
     step_mm = min(grid.spacing_mm) if step_mm is None else step_mm
     for name, value in (("step_mm", step_mm), ("group_kev", group_kev), ("cell_mm", cell_mm)):
         check_positive(name, value)
-    if last_leg_mm is not None and not (isinstance(last_leg_mm, int | float) and 0 <= last_leg_mm < math.inf):
-        raise ValueError(f"last_leg_mm must be a finite number >= 0 or None, got {last_leg_mm!r}")
+    for name, value in (("last_leg_mm", last_leg_mm), ("far_rows", far_rows)):
+        if value is not None and not (isinstance(value, int | float) and 0 <= value < math.inf):
+            raise ValueError(f"{name} must be a finite number >= 0 or None, got {value!r}")
     for name, value in (("max_views", max_views), ("n_sources", n_sources), ("path_samples", path_samples)):
         if not isinstance(value, int) or value < 1:
             raise ValueError(f"{name} must be a positive int, got {value!r}")
     composition = Composition.of(phantom, material_fractions)
     cell = cell_voxels(grid, cell_mm)
+    shielding = medium_data(phantom.materials.materials, jnp.dtype(phantom.density_g_cm3.dtype).name).shielding
     if last_leg_mm is None:  # one cell where the phantom holds a shield
-        shielding = medium_data(phantom.materials.materials, jnp.dtype(phantom.density_g_cm3.dtype).name).shielding
         last_leg_mm = max(_coarse_grid(grid, whole_grid(grid, cell)).spacing_mm) if shielding else 0.0
-    window = beam_window(grid, beam, cell)
-    slab_cells, slab_starts = view_slabs(grid, beam, window)
+    if far_rows is None:
+        far_rows = 0.0 if shielding else FAR_ROWS
+    extents = view_extents(grid, beam)
+    window = beam_window(grid, extents, cell)
+    slab_cells, slab_starts = view_slabs(window, extents, beam.num_views)
     axial = axial_layout(grid, beam, window, slab_cells * cell[0], slab_starts, step_mm)
     layout = _Layout(
         window=window,
@@ -454,6 +506,9 @@ def prepare(
         n_sources=n_sources,
         path_samples=path_samples,
         last_leg_mm=float(last_leg_mm),
+        scatter_rows=scatter_rows(
+            whole_grid(grid, cell).cells[0], window.start[0] // cell[0], window.stop[0] // cell[0] - 1, far_rows
+        ),
         world_medium=world_medium,
     )
     z_rows = np.zeros(beam.num_views, np.int32) if axial is None else axial[1]
@@ -473,6 +528,7 @@ class _Layout(NamedTuple):
     n_sources: int
     path_samples: int
     last_leg_mm: float
+    scatter_rows: tuple[int, ...] | None
     world_medium: str | None
 
 
@@ -511,8 +567,9 @@ def _scene(
     voxel_mean = sinhc(jnp.minimum(0.05 * chord_mm * own_mu, 20.0))
     mu_en = local[..., 0] * voxel_mean  # cm^2/g, per unit fluence at the centre
     rho = window.take(composition.density_g_cm3)
-    # photons scattered per unit fluence: [n0, c1 n0, c2 n0, (E'/E) n0], shape (wz, wy, wx, g, 4)
+    # photons scattered per unit fluence: [n0, (E'/E) n0] and [c1 n0, c2 n0], shape (wz, wy, wx, g, 2) each
     scattering = local[..., 1:] * (voxel_mean * rho[..., None] * 0.1 * grid.voxel_volume_mm3)[..., None]
+    isotropic, directional = scattering[..., (0, 3)], scattering[..., 1:3]
     points = window.centers_mm(grid)  # (wz, wy, wx, 3)
     cell_points = _pool(points, cell) / math.prod(cell)  # (cz, cy, cx, 3)
     mu_medium = _medium_mu_per_mm(layout.world_medium, energy)
@@ -537,9 +594,7 @@ def _scene(
         v, first_cell, z_row = view
         z0 = first_cell * cell[0]
         pts_slab = jax.lax.dynamic_slice_in_dim(points, z0, slab, axis=0)
-        mu_en_v, scattering_v = (
-            jax.lax.dynamic_slice_in_dim(a, z0, slab, axis=0).reshape((-1,) + a.shape[3:]) for a in (mu_en, scattering)
-        )
+        directional_v = jax.lax.dynamic_slice_in_dim(directional, z0, slab, axis=0).reshape((-1, g, 2))
         pts = pts_slab.reshape(-1, 3)
         f = beam.focal_mm[v]
         lo, hi = beam.aperture_center - beam.tan_half, beam.aperture_center + beam.tan_half
@@ -556,37 +611,29 @@ def _scene(
         direction = rel / jnp.sqrt(safe2)[:, None]
         per_sr = beam.photons_per_sr(v, direction, _footprint(rel, beam.axes[v], spacing), bowtie=False)  # see transmit
         fluence = per_sr / safe2[:, None] * transmission  # (n, g) 1/mm^2
-        dose_v = jnp.sum(kerma_gy(fluence, energy[None], mu_en_v), axis=-1)
-        emitted = fluence[..., None] * scattering_v
-        total = jnp.sum(emitted[..., 0], axis=1)
-        position = jnp.concatenate([pts, pts**2], -1)  # (x, x^2) per axis
-        # (slab cells, cy, cx, g, 4) and (slab cells, cy, cx, 6), pooled apart (a joint array costs a copy)
-        emitted, weighted = (
-            _pool(a.reshape((slab,) + window.shape[1:] + a.shape[1:]), cell)
-            for a in (emitted, total[:, None] * position)
-        )
+        # only the moments that depend on the view's direction are pooled per view; the rest is linear in
+        # the fluence summed over the views, pooled once after them
+        pooled = _pool((fluence[..., None] * directional_v).reshape((slab,) + window.shape[1:] + (g, 2)), cell)
         d = jax.lax.dynamic_slice_in_dim(cell_points, first_cell, slab_cells, axis=0) - f[None, None, None]
         d = d / jnp.linalg.norm(d, axis=-1, keepdims=True)
         outer = 1.5 * d[..., :, None] * d[..., None, :] - 0.5 * jnp.eye(3, dtype=d.dtype)[None, None, None]
         updates = (
-            dose_v.reshape((slab,) + window.shape[1:]),
-            emitted[..., 0],
-            emitted[..., 1, None] * d[..., None, :],
-            emitted[..., 2, None, None] * outer[..., None, :, :],
-            emitted[..., 3],
-            weighted,
+            fluence.reshape((slab,) + window.shape[1:] + (g,)),
+            pooled[..., 0, None] * d[..., None, :],
+            pooled[..., 1, None, None] * outer[..., None, :, :],
         )
-        starts = (z0,) + (first_cell,) * 5
+        starts = (z0, first_cell, first_cell)
         return tuple(_add_slab(a, u, i) for a, u, i in zip(carry, updates, starts)), None
 
     cells = cell_points.shape[:3]
-    init = tuple(
-        jnp.zeros(shape, dtype)
-        for shape in (window.shape, cells + (g,), cells + (g, 3), cells + (g, 3, 3), cells + (g,), cells + (6,))
-    )
+    init = tuple(jnp.zeros(shape, dtype) for shape in (window.shape + (g,), cells + (g, 3), cells + (g, 3, 3)))
     views = (jnp.arange(beam.num_views), jnp.asarray(slab_starts, jnp.int32), jnp.asarray(z_rows, jnp.int32))
-    carry, _ = jax.lax.scan(one_view, init, views)
-    dose_p, n0, n1, q, n_ratio, weighted_pos = carry
+    (fluence, n1, q), _ = jax.lax.scan(one_view, init, views)
+    dose_p = jnp.sum(kerma_gy(fluence, energy[None, None, None], mu_en), axis=-1)
+    emitted = fluence[..., None] * isotropic  # (wz, wy, wx, g, 2)
+    total = jnp.sum(emitted[..., 0], axis=-1)
+    n0, n_ratio = (_pool(emitted[..., i], cell) for i in (0, 1))
+    weighted_pos = _pool(total[..., None] * jnp.concatenate([points, points**2], -1), cell)  # (x, x^2) per axis
     c = math.prod(cells)
     n0, n1, q, n_ratio, weighted_pos = (a.reshape((c,) + a.shape[3:]) for a in (n0, n1, q, n_ratio, weighted_pos))
     cell_points = cell_points.reshape(-1, 3)
@@ -632,6 +679,7 @@ def _scene(
         source_var_mm2=source_var,
         path_samples=layout.path_samples,
         last_leg_mm=layout.last_leg_mm,
+        scatter_rows=layout.scatter_rows,
     )
 
 

@@ -120,6 +120,7 @@ def scattered_fluence(
     path_samples: int,
     last_leg_mm: float = 0.0,
     block: int = 512,
+    z_rows: tuple[int, ...] | None = None,
 ) -> tuple[Float[Array, "t g"], Float[Array, "t g"], Float[Array, "t 3"]]:
     """Scattered photon fluence and energy fluence at each target (per mm^2, keV per mm^2), and
     the energy-fluence-weighted sum of the unit vectors from each target toward the sources.
@@ -144,6 +145,7 @@ def scattered_fluence(
             a path shorter than it is carried back past its source through the source's own
             matter, so in uniform matter the two parts make the whole path exactly.
         block: targets per vectorised block.
+        z_rows: with `targets_mm` None, the cells of these z indices only (all: None), in C order.
     """
     basis = jnp.concatenate([basis_at(energy_kev), scattering_basis_at(energy_kev)], -1)  # (s, g, k + j)
     k = coarse_mu.shape[-1]
@@ -199,7 +201,8 @@ def scattered_fluence(
     if targets_mm is None:  # blocks of (z, y) rows of cells, each row all of x
         cz, cy, cx = coarse_grid.shape
         rows = max(1, block // cx)
-        zy = jnp.stack(jnp.meshgrid(jnp.arange(cz), jnp.arange(cy), indexing="ij"), -1).reshape(-1, 2)
+        z_index = jnp.arange(cz) if z_rows is None else jnp.asarray(z_rows)
+        zy = jnp.stack(jnp.meshgrid(z_index, jnp.arange(cy), indexing="ij"), -1).reshape(-1, 2)
         zy = jnp.pad(zy, ((0, -zy.shape[0] % rows), (0, 0))).reshape(-1, rows, 2).astype(dtype)
         padded = jnp.pad(coarse, ((1, 1), (1, 1), (1, 1), (0, 0)))  # matter ends at the grid, as in `trilinear`
         source_index = coarse_grid.to_index(source_mm)
@@ -217,7 +220,7 @@ def scattered_fluence(
             return transport(coarse_grid.to_world(index), mean_mu.reshape((mean_mu.shape[0], rows * cx, -1)))
 
         blocks = zy
-        n = cz * cy * cx
+        n = z_index.shape[0] * cy * cx
     else:
 
         def one_block(t):

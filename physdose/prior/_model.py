@@ -272,10 +272,12 @@ class Scene(eqx.Module):
         lo, hi, t = row_brackets(cz, self.scatter_rows)
         if cells is None:  # every cell, in the grid's order; the computed rows' cells come in that order too
             values = jnp.concatenate(self._fluence(params, None), axis=-1)
+            own = self.coarse_mu.reshape(-1, self.coarse_mu.shape[-1])
+            if self.scatter_rows is None:
+                return jnp.concatenate([values, own], axis=-1)
             values = values.reshape((-1, cy * cx, values.shape[-1]))
             below, above = (values[i].reshape(-1, values.shape[-1]) for i in (lo, hi))
             t = np.repeat(t, cy * cx)
-            own = self.coarse_mu.reshape(-1, self.coarse_mu.shape[-1])
         else:
             cells = np.asarray(cells, np.int64)
             rows = np.arange(cz) if self.scatter_rows is None else np.asarray(self.scatter_rows)
@@ -286,6 +288,8 @@ class Scene(eqx.Module):
             inverse = inverse.reshape(2, -1)
             below, above, t = values[inverse[0]], values[inverse[1]], t[cells[:, 0]]
             own = self.coarse_mu[cells[:, 0], cells[:, 1], cells[:, 2]]
+            if not np.any(t):  # every cell in a computed row
+                return jnp.concatenate([below, own], axis=-1)
         g = self.n0.shape[1]
         t = jnp.asarray(t, values.dtype)[:, None]
         fluences = _geometric_between(below[:, : 2 * g], above[:, : 2 * g], t)

@@ -101,6 +101,18 @@ def test_material_table_broadcasts_ids_and_energies():
         table.index("bone")
 
 
+def test_every_material_at_once_equals_each_material_read_alone():
+    table = MaterialTable.from_materials(["water", "cortical_bone", "lead", "air", "tin", "tungsten"])
+    # energies between nodes, on nodes, just below and above the K edges of tin (29.2), tungsten (69.5)
+    # and lead (88.0), and clamped outside 1-150 keV
+    e = jnp.asarray([0.5, 1.0, 17.3, 20.0, 29.1, 29.3, 45.678, 69.4, 69.6, 87.9, 88.1, 149.99, 200.0])
+    every = table.mu_every_cm2_g(e)
+    assert every.shape == (e.shape[0], len(table))
+    alone = table.mu_cm2_g(jnp.arange(len(table))[None, :], e[:, None])
+    np.testing.assert_array_equal(every, alone)
+    assert table.mu_every_cm2_g(e.reshape(13, 1)).shape == (13, 1, len(table))
+
+
 def test_mass_coefficients_are_differentiable_in_energy():
     with jax.enable_x64(True):
         table = MaterialTable.from_materials(["water", "cortical_bone"])

@@ -136,6 +136,15 @@ class MaterialTable(eqx.Module):
             + self.coherent_cm2_g(material_id, e_kev)
         )
 
+    def mu_every_cm2_g(self, e_kev: Float[ArrayLike, "*b"]) -> Float[Array, "*b m"]:
+        """Total mass attenuation coefficient (cm^2/g) of every material at each energy, shape (*b, m):
+        `mu_cm2_g(arange(m), e_kev[..., None])`, each energy's values read as one row of the tables."""
+        return (
+            _interp_loglog(self.log_photoelectric, None, e_kev, self.edge_kev, self.log_photoelectric_edge)
+            + _interp_loglog(self.log_incoherent, None, e_kev)
+            + _interp_loglog(self.log_coherent, None, e_kev)
+        )
+
     def mu_en_cm2_g(self, material_id: Int[ArrayLike, "*b"], e_kev: Float[ArrayLike, "*b"]) -> Float[Array, "*b"]:
         """Mass energy-absorption coefficient (cm^2/g)."""
         return _interp_loglog(self.log_mu_en, material_id, e_kev, self.edge_kev, self.log_mu_en_edge)
@@ -191,20 +200,33 @@ def _interp_loglog(log_values, material_id, e_kev, edge_kev=None, log_edge_value
     With `edge_kev` and `log_edge_values`, each node interval is split at its absorption
     edge: below it the curve runs from the lower node to the value just below the edge,
     above it from the value just above the edge to the upper node.
+
+    `material_id` None: every material at each energy, shape (*e_kev.shape, m), each
+    energy's values read as one row of the transposed table (a contiguous gather, not one
+    per material).
     """
-    material_id, e_kev = jnp.broadcast_arrays(jnp.asarray(material_id), jnp.asarray(e_kev, dtype=log_values.dtype))
+    every = material_id is None
+    if every:
+        e_kev = jnp.asarray(e_kev, dtype=log_values.dtype)[..., None]
+    else:
+        material_id, e_kev = jnp.broadcast_arrays(jnp.asarray(material_id), jnp.asarray(e_kev, log_values.dtype))
     e = jnp.clip(e_kev, ENERGY_MIN_KEV, ENERGY_MAX_KEV)
     n = len(ENERGY_NODES_KEV)
     i = jnp.clip(jnp.floor((e - ENERGY_MIN_KEV) / ENERGY_STEP_KEV), 0, n - 2).astype(jnp.int32)
+
+    def at(table, node):  # table (m, i, ...) at (material, node)
+        return jnp.moveaxis(table, 0, 1)[node[..., 0]] if every else table[material_id, node]
+
     log_e0 = jnp.log(ENERGY_MIN_KEV + ENERGY_STEP_KEV * i)
     log_e1 = jnp.log(ENERGY_MIN_KEV + ENERGY_STEP_KEV * (i + 1))
-    v0 = log_values[material_id, i]
-    v1 = log_values[material_id, i + 1]
+    v0 = at(log_values, i)
+    v1 = at(log_values, i + 1)
     log_e = jnp.log(e)
     if edge_kev is None:
         return jnp.exp(v0 + (log_e - log_e0) / (log_e1 - log_e0) * (v1 - v0))
-    log_edge = jnp.log(edge_kev[material_id, i])
-    below, above = log_edge_values[material_id, i, 0], log_edge_values[material_id, i, 1]
+    log_edge = jnp.log(at(edge_kev, i))
+    edge_values = at(log_edge_values, i)
+    below, above = edge_values[..., 0], edge_values[..., 1]
     left = v0 + (log_e - log_e0) / (log_edge - log_e0) * (below - v0)
     span = log_e1 - log_edge
     safe_span = jnp.where(span > 0, span, 1.0)

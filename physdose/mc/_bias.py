@@ -19,10 +19,10 @@ while the photon's angle is drawn, then runs first; the photon runs when the cop
 
 import equinox as eqx
 import jax.numpy as jnp
-import jax.random as jr
 import numpy as np
 from jaxtyping import Array, Bool, Float, Int
 
+from .. import _random as rng
 from .._checks import check_positive
 from ._interactions import ScatterDensity, ScatterTables, rotate
 
@@ -80,7 +80,7 @@ class Steering(eqx.Module):
         cos_alpha: Float[Array, " n"],
     ):
         """Copies scattered into the cones: (direction, cos theta, weight factor p Omega)."""
-        r1, r2 = jr.uniform(key, (2,) + cos_alpha.shape, dtype=cos_alpha.dtype)
+        r1, r2 = rng.uniform(key, (2,) + cos_alpha.shape, dtype=cos_alpha.dtype)
         direction = rotate(axis, 1.0 - r1 * (1.0 - cos_alpha), 2.0 * jnp.pi * r2)
         cos = jnp.clip(jnp.sum(incoming * direction, axis=-1), -1.0, 1.0)
         p_cos = jnp.where(

@@ -7,9 +7,9 @@ sampling is a discrete Monte Carlo choice: no gradients flow through it.
 import equinox as eqx
 import jax
 import jax.numpy as jnp
-import jax.random as jr
 from jaxtyping import Array, Float, Int, PRNGKeyArray
 
+from .. import _random as rng
 from ..materials._table import MaterialTable
 from ..materials._xraylib import ELECTRON_REST_ENERGY_KEV, ENERGY_MAX_KEV, ENERGY_MIN_KEV
 
@@ -138,7 +138,7 @@ def incoherent_trial(key, energy_kev, material, tables: ScatterTables):
     eps0 = 1.0 / (1.0 + 2.0 * k)
     a1 = -jnp.log(eps0)
     a2 = 0.5 * (1.0 - eps0**2)
-    r1, r2, r3 = jr.uniform(key, (3,) + energy_kev.shape, dtype=energy_kev.dtype)
+    r1, r2, r3 = rng.uniform(key, (3,) + energy_kev.shape, dtype=energy_kev.dtype)
     eps = jnp.where(r1 * (a1 + a2) < a1, jnp.exp(-a1 * r2), jnp.sqrt(eps0**2 + (1.0 - eps0**2) * r2))
     one_minus_cos = (1.0 - eps) / (k * eps)
     sin2 = jnp.clip(one_minus_cos * (2.0 - one_minus_cos), 0.0, 1.0)
@@ -157,7 +157,7 @@ def coherent_trial(key, energy_kev, material, tables: ScatterTables):
     q_max = (energy_kev / HC_KEV_ANGSTROM) ** 2
     q_nodes = tables.x_nodes**2
     cdf_max = _interp_rows(q_max, q_nodes, tables.ff2_cdf, material)
-    r1, r2 = jr.uniform(key, (2,) + energy_kev.shape, dtype=energy_kev.dtype)
+    r1, r2 = rng.uniform(key, (2,) + energy_kev.shape, dtype=energy_kev.dtype)
     target = r1 * cdf_max
     i = _search_rows(tables.ff2_cdf, material, target)
     c0, c1 = tables.ff2_cdf[material, i], tables.ff2_cdf[material, i + 1]
@@ -216,7 +216,7 @@ def _rejection_loop(key, trial, like):
 
     def body(carry):
         key, value, aux, done, i = carry
-        key, sub = jr.split(key)
+        key, sub = rng.split(key)
         v, a, ok = trial(sub)
         take = ok & ~done
         return key, jnp.where(take, v, value), jnp.where(take, a, aux), done | ok, i + 1

@@ -17,10 +17,10 @@ import math
 import equinox as eqx
 import jax
 import jax.numpy as jnp
-import jax.random as jr
 import numpy as np
 from jaxtyping import Array, Bool, Float, Int, PRNGKeyArray
 
+from .. import _random as rng
 from ..geometry._grid import Grid
 from ..materials._material import get
 from ..materials._table import MaterialTable
@@ -334,7 +334,7 @@ def run_chunk(
         return jnp.sum(_busy(state, bank).astype(jnp.int32))
 
     def step_keys(step):
-        return jr.split(jr.fold_in(key, step))  # (source, step)
+        return rng.split(rng.fold_in(key, step))  # (source, step)
 
     def advance(state, bank, tally, k_step):
         state, bank, tally = _step(world, state, bank, tally, k_step, cutoff_kev, disks, steering)
@@ -481,7 +481,7 @@ def _fly(world: World, state: PhotonState, moving: Bool[Array, " n"], key) -> Fl
     safe_mu = jnp.where(mu_flight > 0, mu_flight, 1.0)
     boundary = jnp.maximum(jnp.where(in_grid, t_block, jnp.minimum(t_entry, t_world)), 0.0)
     # mu/rho of every material at each lane's energy, so a tentative collision costs a gather
-    mu_mass = world.table.mu_cm2_g(jnp.arange(len(world.table))[None, :], e[:, None])
+    mu_mass = world.table.mu_every_cm2_g(e)
 
     def cond(carry):
         k, _, searching, _, _, _ = carry
@@ -490,7 +490,7 @@ def _fly(world: World, state: PhotonState, moving: Bool[Array, " n"], key) -> Fl
     def body(carry):
         k, travel, searching, collide, crossing, flights = carry
         flights = flights + searching.astype(jnp.int32)
-        u_free, u_real = jr.uniform(jr.fold_in(key, k), (2, n), dtype=dtype, minval=1e-12, maxval=1.0)
+        u_free, u_real = rng.uniform(rng.fold_in(key, k), (2, n), dtype=dtype, minval=1e-12, maxval=1.0)
         free_path = jnp.where(mu_flight > 0, -jnp.log(u_free) / safe_mu, jnp.inf)
         hit = searching & (travel + free_path < boundary)
         cross = searching & ~hit
@@ -521,7 +521,7 @@ def _step(world: World, state: PhotonState, bank, tally: ChunkTally, key, cutoff
     collision, the grid entry or the world boundary (escape). Exponential flights are
     memoryless, so restarting them at boundaries is exact. Then the real collisions interact.
     """
-    k_free, k_kind, k_inc, k_coh, k_phi, k_copy = jr.split(key, 6)
+    k_free, k_kind, k_inc, k_coh, k_phi, k_copy = rng.split(key, 6)
     e = state.energy_kev
     n = e.shape[0]
     dtype = e.dtype
@@ -551,7 +551,7 @@ def _step(world: World, state: PhotonState, bank, tally: ChunkTally, key, cutoff
     mu_inc = world.table.incoherent_cm2_g(m, e) * rho
     mu_coh = world.table.coherent_cm2_g(m, e) * rho
     mu_tot = mu_pe + mu_inc + mu_coh
-    r = jr.uniform(k_kind, (n,), dtype=dtype) * mu_tot
+    r = rng.uniform(k_kind, (n,), dtype=dtype) * mu_tot
     photo = real & (r < mu_pe)
     real_inc = real & ~photo & (r < mu_pe + mu_inc)
     real_coh = real & ~photo & (r >= mu_pe + mu_inc)
@@ -562,7 +562,7 @@ def _step(world: World, state: PhotonState, bank, tally: ChunkTally, key, cutoff
     do_inc = want_inc & ok_inc
     do_coh = want_coh & ok_coh
     pending = jnp.where(want_inc & ~ok_inc, 1, jnp.where(want_coh & ~ok_coh, 2, 0))
-    phi = jr.uniform(k_phi, (n,), dtype=dtype, maxval=2 * jnp.pi)
+    phi = rng.uniform(k_phi, (n,), dtype=dtype, maxval=2 * jnp.pi)
     turned = rotate(state.direction, jnp.where(do_inc, cos_inc, cos_coh), phi)
     e_new = jnp.where(do_inc, eps * e, e)
     below = do_inc & (e_new < cutoff_kev)

@@ -3,10 +3,10 @@
 import equinox as eqx
 import jax
 import jax.numpy as jnp
-import jax.random as jr
 import numpy as np
 from jaxtyping import Array, ArrayLike, Float, Int, PRNGKeyArray
 
+from .. import _random as rng
 from .._checks import check_nonnegative, is_concrete
 from ..materials._material import Material, get
 from ..spectra._spectrum import Spectrum
@@ -266,11 +266,11 @@ class Beam(eqx.Module):
         which makes them isotropic per solid angle; the bowtie transmission multiplies the
         weight. The weights average to the mean bowtie transmission (1 without a bowtie).
         """
-        k_view, k_energy, k_dir, k_pos = jr.split(key, 4)
+        k_view, k_energy, k_dir, k_pos = rng.split(key, 4)
         view = _sample_index(k_view, self.view_weight, n)
         energy = self.spectrum.energy_kev[_sample_index(k_energy, self.spectrum.fluence, n)]
-        t = jr.uniform(k_dir, (n, 2), minval=-1.0, maxval=1.0) * self.tan_half[None] + self.aperture_center[None]
-        a = jr.uniform(k_pos, (n, 2), minval=-1.0, maxval=1.0) * self.emitter_half_mm[None]
+        t = rng.uniform(k_dir, (n, 2), minval=-1.0, maxval=1.0) * self.tan_half[None] + self.aperture_center[None]
+        a = rng.uniform(k_pos, (n, 2), minval=-1.0, maxval=1.0) * self.emitter_half_mm[None]
         c, u, w = (self.axes[view, i] for i in range(3))
         d = c + t[:, :1] * u + t[:, 1:] * w
         norm = jnp.linalg.norm(d, axis=-1, keepdims=True)
@@ -287,7 +287,7 @@ class Beam(eqx.Module):
 def _sample_index(key: PRNGKeyArray, weights: Float[Array, " k"], n: int) -> Int[Array, " n"]:
     """`n` indices drawn with probabilities proportional to `weights`, by inverse CDF (O(n log k))."""
     cdf = jnp.cumsum(weights)
-    u = jr.uniform(key, (n,), dtype=cdf.dtype) * cdf[-1]
+    u = rng.uniform(key, (n,), dtype=cdf.dtype) * cdf[-1]
     return jnp.clip(jnp.searchsorted(cdf, u, side="right"), 0, weights.shape[0] - 1)
 
 

@@ -33,11 +33,15 @@ class MaterialTable(eqx.Module):
     Attributes:
         materials: the materials, in id order.
         log_photoelectric, log_incoherent, log_coherent, log_mu_en: natural logs of the mass
-            coefficients (cm^2/g), shape (m, n_e).
-        edge_kev: per node interval (m, n_e - 1), the energy of the absorption edge inside it
-            (the largest photoelectric jump), or the interval's upper node if it has none.
-        log_photoelectric_edge, log_mu_en_edge: log coefficients just below and just above
-            that edge, shape (m, n_e - 1, 2). Interpolation never straddles an edge.
+            coefficients (cm^2/g), shape (n_e, m).
+        log_edge_kev: per node interval (n_e - 1, m), the log of the energy (keV) of the
+            absorption edge inside it (the largest photoelectric jump), or of the interval's
+            upper node if it has none.
+        log_photoelectric_edge, log_mu_en_edge: log coefficients just below ([0]) and just
+            above ([1]) that edge, shape (2, n_e - 1, m). Interpolation never straddles an edge.
+
+    The tables run energy first: every material's values at one node are one contiguous row,
+    which the Monte Carlo reads for each photon at every step (`mu_every_cm2_g`).
         momentum_transfer_per_angstrom: x = sin(theta/2)/lambda nodes (1/Angstrom), shape (n_x,).
         incoherent_sf: sum_i w_i S_i(x) / A_i (mol/g), shape (m, n_x).
         coherent_ff2: sum_i w_i F_i(x)^2 / A_i (mol/g), shape (m, n_x).
@@ -45,13 +49,13 @@ class MaterialTable(eqx.Module):
     """
 
     materials: tuple[Material, ...] = eqx.field(static=True)
-    log_photoelectric: Float[Array, "m e"]
-    log_incoherent: Float[Array, "m e"]
-    log_coherent: Float[Array, "m e"]
-    log_mu_en: Float[Array, "m e"]
-    edge_kev: Float[Array, "m i"]
-    log_photoelectric_edge: Float[Array, "m i 2"]
-    log_mu_en_edge: Float[Array, "m i 2"]
+    log_photoelectric: Float[Array, "e m"]
+    log_incoherent: Float[Array, "e m"]
+    log_coherent: Float[Array, "e m"]
+    log_mu_en: Float[Array, "e m"]
+    log_edge_kev: Float[Array, "i m"]
+    log_photoelectric_edge: Float[Array, "2 i m"]
+    log_mu_en_edge: Float[Array, "2 i m"]
     momentum_transfer_per_angstrom: Float[Array, " x"]
     incoherent_sf: Float[Array, "m x"]
     coherent_ff2: Float[Array, "m x"]
@@ -78,8 +82,8 @@ class MaterialTable(eqx.Module):
             for k in fields:
                 fields[k].append(acc[k])
 
-        def log(k):
-            return jnp.asarray(np.log(np.maximum(np.stack(fields[k]), _TINY)))
+        def log(values):  # (m, ...) -> log, energy first
+            return jnp.asarray(np.moveaxis(np.log(np.maximum(np.stack(values), _TINY)), 0, -1))
 
         edges = [_edge_intervals(m, fields["photoelectric"][i], fields["mu_en"][i]) for i, m in enumerate(materials)]
 
@@ -87,13 +91,13 @@ class MaterialTable(eqx.Module):
         with jax.ensure_compile_time_eval():
             return cls(
                 materials=materials,
-                log_photoelectric=log("photoelectric"),
-                log_incoherent=log("incoherent"),
-                log_coherent=log("coherent"),
-                log_mu_en=log("mu_en"),
-                edge_kev=jnp.asarray(np.stack([e[0] for e in edges])),
-                log_photoelectric_edge=jnp.asarray(np.log(np.maximum(np.stack([e[1] for e in edges]), _TINY))),
-                log_mu_en_edge=jnp.asarray(np.log(np.maximum(np.stack([e[2] for e in edges]), _TINY))),
+                log_photoelectric=log(fields["photoelectric"]),
+                log_incoherent=log(fields["incoherent"]),
+                log_coherent=log(fields["coherent"]),
+                log_mu_en=log(fields["mu_en"]),
+                log_edge_kev=log([e[0] for e in edges]),
+                log_photoelectric_edge=log([e[1].T for e in edges]),
+                log_mu_en_edge=log([e[2].T for e in edges]),
                 momentum_transfer_per_angstrom=jnp.asarray(MOMENTUM_TRANSFER_PER_ANGSTROM),
                 incoherent_sf=jnp.asarray(np.stack(fields["sf"])),
                 coherent_ff2=jnp.asarray(np.stack(fields["ff2"])),
@@ -118,7 +122,8 @@ class MaterialTable(eqx.Module):
         self, material_id: Int[ArrayLike, "*b"], e_kev: Float[ArrayLike, "*b"]
     ) -> Float[Array, "*b"]:
         """Photoelectric mass attenuation coefficient (cm^2/g); ids and energies broadcast."""
-        return _interp_loglog(self.log_photoelectric, material_id, e_kev, self.edge_kev, self.log_photoelectric_edge)
+        edges = (self.log_edge_kev, self.log_photoelectric_edge)
+        return _interp_loglog(self.log_photoelectric, material_id, e_kev, *edges)
 
     def incoherent_cm2_g(self, material_id: Int[ArrayLike, "*b"], e_kev: Float[ArrayLike, "*b"]) -> Float[Array, "*b"]:
         """Incoherent (bound Compton) mass attenuation coefficient (cm^2/g)."""
@@ -140,14 +145,14 @@ class MaterialTable(eqx.Module):
         """Total mass attenuation coefficient (cm^2/g) of every material at each energy, shape (*b, m):
         `mu_cm2_g(arange(m), e_kev[..., None])`, each energy's values read as one row of the tables."""
         return (
-            _interp_loglog(self.log_photoelectric, None, e_kev, self.edge_kev, self.log_photoelectric_edge)
+            _interp_loglog(self.log_photoelectric, None, e_kev, self.log_edge_kev, self.log_photoelectric_edge)
             + _interp_loglog(self.log_incoherent, None, e_kev)
             + _interp_loglog(self.log_coherent, None, e_kev)
         )
 
     def mu_en_cm2_g(self, material_id: Int[ArrayLike, "*b"], e_kev: Float[ArrayLike, "*b"]) -> Float[Array, "*b"]:
         """Mass energy-absorption coefficient (cm^2/g)."""
-        return _interp_loglog(self.log_mu_en, material_id, e_kev, self.edge_kev, self.log_mu_en_edge)
+        return _interp_loglog(self.log_mu_en, material_id, e_kev, self.log_edge_kev, self.log_mu_en_edge)
 
 
 def _edge_intervals(material: Material, photo_nodes: np.ndarray, mu_en_nodes: np.ndarray):
@@ -194,16 +199,15 @@ def _loglog_np(values: np.ndarray, e: float) -> float:
 
 
 @jax.jit
-def _interp_loglog(log_values, material_id, e_kev, edge_kev=None, log_edge_values=None):
-    """Log-log interpolation of `log_values[material_id]` at `e_kev` on the uniform node grid.
+def _interp_loglog(log_values, material_id, e_kev, log_edge_kev=None, log_edge_values=None):
+    """Log-log interpolation of `log_values[:, material_id]` (energy first) at `e_kev` on the uniform node grid.
 
-    With `edge_kev` and `log_edge_values`, each node interval is split at its absorption
+    With `log_edge_kev` and `log_edge_values`, each node interval is split at its absorption
     edge: below it the curve runs from the lower node to the value just below the edge,
     above it from the value just above the edge to the upper node.
 
     `material_id` None: every material at each energy, shape (*e_kev.shape, m), each
-    energy's values read as one row of the transposed table (a contiguous gather, not one
-    per material).
+    energy's values read as one row of each table.
     """
     every = material_id is None
     if every:
@@ -214,19 +218,18 @@ def _interp_loglog(log_values, material_id, e_kev, edge_kev=None, log_edge_value
     n = len(ENERGY_NODES_KEV)
     i = jnp.clip(jnp.floor((e - ENERGY_MIN_KEV) / ENERGY_STEP_KEV), 0, n - 2).astype(jnp.int32)
 
-    def at(table, node):  # table (m, i, ...) at (material, node)
-        return jnp.moveaxis(table, 0, 1)[node[..., 0]] if every else table[material_id, node]
+    def at(table, node):  # table (nodes, m) at (node, material)
+        return table[node[..., 0]] if every else table[node, material_id]
 
     log_e0 = jnp.log(ENERGY_MIN_KEV + ENERGY_STEP_KEV * i)
     log_e1 = jnp.log(ENERGY_MIN_KEV + ENERGY_STEP_KEV * (i + 1))
     v0 = at(log_values, i)
     v1 = at(log_values, i + 1)
     log_e = jnp.log(e)
-    if edge_kev is None:
+    if log_edge_kev is None:
         return jnp.exp(v0 + (log_e - log_e0) / (log_e1 - log_e0) * (v1 - v0))
-    log_edge = jnp.log(at(edge_kev, i))
-    edge_values = at(log_edge_values, i)
-    below, above = edge_values[..., 0], edge_values[..., 1]
+    log_edge = at(log_edge_kev, i)
+    below, above = at(log_edge_values[0], i), at(log_edge_values[1], i)
     left = v0 + (log_e - log_e0) / (log_edge - log_e0) * (below - v0)
     span = log_e1 - log_edge
     safe_span = jnp.where(span > 0, span, 1.0)

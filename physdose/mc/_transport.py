@@ -142,7 +142,7 @@ def _interval_maxima(table: MaterialTable) -> Float[Array, "m i"]:
     m = jnp.arange(len(table))[:, None]
     nodes = jnp.asarray(ENERGY_NODES_KEV, dtype=table.log_photoelectric.dtype)[None, :]
     at_nodes = table.mu_cm2_g(m, nodes)
-    above_edge = table.mu_cm2_g(m, table.edge_kev * (1 + 1e-6))
+    above_edge = table.mu_cm2_g(m, jnp.exp(table.log_edge_kev.T) * (1 + 1e-6))
     return jnp.maximum(jnp.maximum(at_nodes[:, :-1], at_nodes[:, 1:]), above_edge)
 
 

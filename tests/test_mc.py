@@ -8,7 +8,7 @@ import physdose as pd
 from physdose.materials import MaterialTable
 from physdose.mc import DiskScorer, sample_coherent, sample_incoherent
 from physdose.mc._interactions import HC_KEV_ANGSTROM, ScatterDensity, ScatterTables
-from physdose.mc._transport import _densest, _stage_lanes
+from physdose.mc._transport import World, _densest, _stage_lanes, ray_box, voxel_index
 
 MONO60 = pd.Spectrum.monoenergetic(60.0)
 
@@ -295,6 +295,49 @@ def test_densest_voxel_per_block_and_material_matches_a_direct_search():
                 expected.append([rho[block][ids[block] == m].max(initial=0.0) for m in range(4)])
     np.testing.assert_array_equal(table, np.asarray(expected, np.float64))
     assert np.all(table[:, 2] == 0) and table.shape == (4 * 3 * 3, 4)
+
+
+def test_world_keeps_every_voxels_material_and_density_exactly():
+    """The flights read density and material id side by side from one float array: ids stay exact."""
+    rng = np.random.default_rng(5)
+    names = ["water", "air", "lung", "adipose", "cortical_bone", "lead", "muscle", "aluminium"]
+    table = MaterialTable.from_materials(names)
+    shape = (6, 7, 5)
+    ids = rng.integers(0, len(names), shape).astype(np.int32)
+    rho = rng.uniform(0.0, 11.35, shape).astype(np.float32)
+    phantom = pd.Phantom(
+        pd.Grid.centered(shape, (2.0, 3.0, 4.0)), jnp.asarray(ids), jnp.asarray(rho), table,
+        jnp.ones(shape, jnp.int32), {"all": 1},
+    )  # fmt: skip
+    world = World.build(phantom, np.zeros((1, 3)), "air", 0)
+    np.testing.assert_array_equal(np.asarray(world.voxels[:, 0]), rho.ravel())
+    np.testing.assert_array_equal(np.asarray(world.voxels[:, 1]).astype(np.int32), ids.ravel())
+    assert world.num_voxels == ids.size and world.medium_id == len(names)
+    # a point's flat index reads that voxel (C order, z y x)
+    k, j, i = 4, 2, 3
+    centre = np.asarray(phantom.grid.origin_mm) + np.asarray((k, j, i)) * np.asarray(phantom.grid.spacing_mm)
+    flat, inside = voxel_index(phantom.grid, jnp.asarray(centre[None], jnp.float32))
+    assert bool(inside[0]) and int(world.voxels[flat[0], 1]) == ids[k, j, i]
+
+
+def test_ray_box_distances_match_the_slab_method_per_axis():
+    """Entry and exit distances of rays through a box, against the slab method done with NumPy."""
+    rng = np.random.default_rng(8)
+    lo, hi = np.array([-10.0, -20.0, -5.0]), np.array([30.0, 15.0, 25.0])
+    pos = rng.uniform(-60.0, 60.0, (500, 3))
+    d = rng.normal(size=(500, 3))
+    d /= np.linalg.norm(d, axis=1, keepdims=True)
+    t1, t2 = (lo - pos) / d, (hi - pos) / d
+    near, far = ray_box(jnp.asarray(lo), jnp.asarray(hi), jnp.asarray(pos), jnp.asarray(d))
+    np.testing.assert_allclose(near, np.minimum(t1, t2).max(axis=1), rtol=1e-5, atol=1e-4)
+    np.testing.assert_allclose(far, np.maximum(t1, t2).min(axis=1), rtol=1e-5, atol=1e-4)
+    hits = np.asarray(far > np.maximum(near, 0.0))
+    # a hit's midpoint lies inside the box; a ray that misses never is inside at any t > 0
+    mid = pos + (0.5 * (np.maximum(np.asarray(near), 0.0) + np.asarray(far)))[:, None] * d
+    assert np.all(np.all((mid >= lo - 1e-3) & (mid <= hi + 1e-3), axis=1)[hits])
+    ts = np.linspace(0.0, 200.0, 2001)
+    path = pos[~hits, None, :] + ts[None, :, None] * d[~hits, None, :]
+    assert not np.any(np.all((path > lo) & (path < hi), axis=-1))
 
 
 def test_majorant_blocks_give_the_global_majorant_result(getkey):

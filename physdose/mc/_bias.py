@@ -24,6 +24,7 @@ from jaxtyping import Array, Bool, Float, Int
 
 from .. import _random as rng
 from .._checks import check_positive
+from .._vec3 import dot3, norm3
 from ._interactions import ScatterDensity, ScatterTables, rotate
 
 
@@ -63,7 +64,7 @@ class Steering(eqx.Module):
     def cone(self, pos_mm: Float[Array, "n 3"]):
         """Per lane: (unit axis toward the centre, cos of the cone half-angle, outside the sphere)."""
         to_center = self.center_mm[None] - pos_mm
-        distance = jnp.linalg.norm(to_center, axis=-1)
+        distance = norm3(to_center)
         outside = distance > self.radius_mm
         safe = jnp.where(outside, distance, 1.0)
         cos_alpha = jnp.sqrt(1.0 - jnp.where(outside, (self.radius_mm / safe) ** 2, 1.0))
@@ -82,7 +83,7 @@ class Steering(eqx.Module):
         """Copies scattered into the cones: (direction, cos theta, weight factor p Omega)."""
         r1, r2 = rng.uniform(key, (2,) + cos_alpha.shape, dtype=cos_alpha.dtype)
         direction = rotate(axis, 1.0 - r1 * (1.0 - cos_alpha), 2.0 * jnp.pi * r2)
-        cos = jnp.clip(jnp.sum(incoming * direction, axis=-1), -1.0, 1.0)
+        cos = jnp.clip(dot3(incoming, direction), -1.0, 1.0)
         p_cos = jnp.where(
             incoherent,
             self.density.incoherent(cos, energy_kev, material),
@@ -93,4 +94,4 @@ class Steering(eqx.Module):
 
     @staticmethod
     def in_cone(direction: Float[Array, "n 3"], axis: Float[Array, "n 3"], cos_alpha: Float[Array, " n"]):
-        return jnp.sum(direction * axis, axis=-1) >= cos_alpha
+        return dot3(direction, axis) >= cos_alpha

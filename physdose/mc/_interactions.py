@@ -238,5 +238,5 @@ def rotate(
     a_new = jnp.where(ok, sin_theta * (a * c * cphi - b * sphi) / rho + a * cos_theta, sin_theta * cphi)
     b_new = jnp.where(ok, sin_theta * (b * c * cphi + a * sphi) / rho + b * cos_theta, sin_theta * sphi)
     c_new = jnp.where(ok, -sin_theta * cphi * rho + c * cos_theta, jnp.sign(c) * cos_theta)
-    out = jnp.stack([a_new, b_new, c_new], axis=-1)
-    return out / jnp.linalg.norm(out, axis=-1, keepdims=True)
+    norm = jnp.sqrt(a_new**2 + b_new**2 + c_new**2)
+    return jnp.stack([a_new / norm, b_new / norm, c_new / norm], axis=-1)

@@ -6,6 +6,7 @@ import numpy as np
 from jaxtyping import Array, Float
 
 from .._checks import check_positive
+from .._vec3 import dot3
 from ..materials._material import get
 from ..units import kerma_gy
 
@@ -59,7 +60,8 @@ class Disks(eqx.Module):
         safe = jnp.where(jnp.abs(cos) > 1e-9, cos, 1e-9)
         t = jnp.einsum("pk,npk->np", self.normal, self.center_mm[None] - seg.pos_mm[:, None, :]) / safe
         hit = seg.pos_mm[:, None, :] + t[..., None] * seg.direction[:, None, :]
-        r2 = jnp.sum((hit - self.center_mm[None]) ** 2, axis=-1)
+        off = hit - self.center_mm[None]
+        r2 = dot3(off, off)
         on_segment = (t > 0) & (t <= seg.length_mm[:, None])
         crosses = seg.mask[:, None] & on_segment & (r2 <= (self.radius_mm**2)[None]) & (jnp.abs(cos) > 1e-9)
         area = jnp.pi * self.radius_mm**2

@@ -21,6 +21,7 @@ import numpy as np
 from jaxtyping import Array, Bool, Float, Int, PRNGKeyArray
 
 from .. import _random as rng
+from .._vec3 import all3, max3, min3
 from ..geometry._grid import Grid
 from ..materials._material import get
 from ..materials._table import MaterialTable
@@ -54,9 +55,9 @@ class PhotonState(eqx.Module):
 
 
 class World(eqx.Module):
-    """What transport needs: the voxel grid and its flat materials and densities, the
-    surrounding box of air (or vacuum) that holds the source and scorers, cross-section
-    tables and the majorants.
+    """What transport needs: the voxel grid and its flat densities and materials (side by side,
+    so a flight reads its voxel at once), the surrounding box of air (or vacuum) that holds the
+    source and scorers, cross-section tables and the majorants.
 
     Majorants are per block of voxels and per energy band. With one block (the whole grid)
     and one band per cross-section node interval this is plain Woodcock tracking with a
@@ -66,8 +67,7 @@ class World(eqx.Module):
     """
 
     grid: Grid
-    material_ids: Int[Array, " v"]
-    density_g_cm3: Float[Array, " v"]
+    voxels: Float[Array, "v 2"]  # per voxel (flat): density (g/cm^3), material id (a float, exact)
     table: MaterialTable  # the phantom's materials, then the world medium (last)
     scatter: ScatterTables
     majorant_per_mm: Float[Array, "b k"]  # per block and energy band, 1/mm
@@ -112,8 +112,7 @@ class World(eqx.Module):
         dtype = rho.dtype
         return cls(
             grid,
-            ids,
-            rho,
+            jnp.stack([rho, ids.astype(rho.dtype)], axis=-1),
             table,
             ScatterTables.from_table(table),
             jnp.asarray(majorant, dtype),
@@ -123,6 +122,10 @@ class World(eqx.Module):
             0.0 if medium is None else air.density_g_cm3,
             blocks,
         )
+
+    @property
+    def num_voxels(self) -> int:
+        return self.voxels.shape[0]
 
     @property
     def medium_id(self) -> int:
@@ -215,7 +218,7 @@ def ray_box(lo, hi, pos: Float[Array, "n 3"], direction: Float[Array, "n 3"]):
     safe = jnp.where(jnp.abs(direction) > 1e-12, direction, 1e-12)
     t1 = (jnp.broadcast_to(lo, pos.shape) - pos) / safe  # lo, hi: (3,) or one box per ray (n, 3)
     t2 = (jnp.broadcast_to(hi, pos.shape) - pos) / safe
-    return jnp.max(jnp.minimum(t1, t2), axis=-1), jnp.min(jnp.maximum(t1, t2), axis=-1)
+    return max3(jnp.minimum(t1, t2)), min3(jnp.maximum(t1, t2))
 
 
 def enter_grid(grid: Grid, pos: Float[Array, "n 3"], direction: Float[Array, "n 3"]):
@@ -233,7 +236,7 @@ def voxel_index(grid: Grid, pos: Float[Array, "n 3"]):
     spacing = jnp.asarray(grid.spacing_mm, pos.dtype)
     ijk = jnp.floor((pos - lo[None]) / spacing[None]).astype(jnp.int32)
     shape = jnp.asarray(grid.shape, jnp.int32)
-    inside = jnp.all((ijk >= 0) & (ijk < shape[None]), axis=-1)
+    inside = all3((ijk >= 0) & (ijk < shape[None]))
     ijk = jnp.clip(ijk, 0, shape[None] - 1)
     flat = (ijk[:, 0] * grid.shape[1] + ijk[:, 1]) * grid.shape[2] + ijk[:, 2]
     return flat, inside
@@ -300,7 +303,7 @@ def run_chunk(
     `orders` = 3 tallies the energy imparted separately by photons scattered 0, 1 and
     2 or more times; 1 tallies it all together.
     """
-    dtype = world.density_g_cm3.dtype
+    dtype = world.voxels.dtype
     zeros = jnp.zeros(lanes, dtype)
     empty = jnp.zeros(lanes, bool)
     state = PhotonState(
@@ -319,7 +322,7 @@ def run_chunk(
     count = jnp.zeros((), jnp.int32)
     n_planes = 0 if disks is None else len(disks)
     tally = ChunkTally(
-        jnp.zeros(orders * world.material_ids.shape[0], dtype),
+        jnp.zeros(orders * world.num_voxels, dtype),
         scalar,
         scalar,
         scalar,
@@ -497,8 +500,9 @@ def _fly(world: World, state: PhotonState, moving: Bool[Array, " n"], key) -> Fl
         travel = jnp.where(hit, travel + free_path, jnp.where(cross, boundary, travel))
         # in the grid a tentative collision is real with probability mu / majorant; in the medium always
         flat, _ = voxel_index(world.grid, state.pos_mm + travel[:, None] * state.direction)
-        mu = jnp.take_along_axis(mu_mass, world.material_ids[flat][:, None], axis=1)[:, 0]
-        real = hit & (~in_grid | (u_real * mu_flight < mu * (0.1 * world.density_g_cm3[flat])))
+        voxel = world.voxels[flat]  # (density, material id): one read per flight
+        mu = jnp.take_along_axis(mu_mass, voxel[:, 1:].astype(jnp.int32), axis=1)[:, 0]
+        real = hit & (~in_grid | (u_real * mu_flight < mu * (0.1 * voxel[:, 0])))
         searching = searching & in_grid & ~cross & ~real
         return k + 1, travel, searching, collide | real, crossing | cross, flights
 
@@ -545,8 +549,9 @@ def _step(world: World, state: PhotonState, bank, tally: ChunkTally, key, cutoff
 
     flat, _ = voxel_index(world.grid, pos)
     inside = jnp.where(crossing, ~in_grid | ~flight.leaves_grid, in_grid)
-    m = jnp.where(inside, world.material_ids[flat], world.medium_id)
-    rho = jnp.where(inside, world.density_g_cm3[flat], world.medium_density_g_cm3) * 0.1  # x (cm^2/g) -> 1/mm
+    voxel = world.voxels[flat]
+    m = jnp.where(inside, voxel[:, 1].astype(jnp.int32), world.medium_id)
+    rho = jnp.where(inside, voxel[:, 0], world.medium_density_g_cm3) * 0.1  # x (cm^2/g) -> 1/mm
     mu_pe = world.table.photoelectric_cm2_g(m, e) * rho
     mu_inc = world.table.incoherent_cm2_g(m, e) * rho
     mu_coh = world.table.coherent_cm2_g(m, e) * rho
@@ -586,8 +591,8 @@ def _step(world: World, state: PhotonState, bank, tally: ChunkTally, key, cutoff
         )
         deposits = deposits | split_now
     slot = flat
-    if tally.energy_kev.shape[0] > world.material_ids.shape[0]:  # by scatter order, still one flat scatter-add
-        slot = jnp.minimum(state.interactions, 2) * world.material_ids.shape[0] + flat
+    if tally.energy_kev.shape[0] > world.num_voxels:  # by scatter order, still one flat scatter-add
+        slot = jnp.minimum(state.interactions, 2) * world.num_voxels + flat
     energy = tally.energy_kev.at[slot].add(jnp.where(deposits & inside, deposit, 0.0))
     in_medium = jnp.sum(jnp.where(deposits & ~inside, deposit, 0.0))
     scatter = (do_inc | do_coh) & ~below

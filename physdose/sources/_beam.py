@@ -8,6 +8,7 @@ from jaxtyping import Array, ArrayLike, Float, Int, PRNGKeyArray
 
 from .. import _random as rng
 from .._checks import check_nonnegative, is_concrete
+from .._vec3 import norm3
 from ..materials._material import Material, get
 from ..spectra._spectrum import Spectrum
 from ..units import REFERENCE_DISTANCE_MM, kerma_gy
@@ -273,7 +274,7 @@ class Beam(eqx.Module):
         a = rng.uniform(k_pos, (n, 2), minval=-1.0, maxval=1.0) * self.emitter_half_mm[None]
         c, u, w = (self.axes[view, i] for i in range(3))
         d = c + t[:, :1] * u + t[:, 1:] * w
-        norm = jnp.linalg.norm(d, axis=-1, keepdims=True)
+        norm = norm3(d)[:, None]
         pos = self.focal_mm[view] + a[:, :1] * u + a[:, 1:] * w
         omega = self.solid_angle_sr
         area = 4.0 * self.tan_half[0] * self.tan_half[1]

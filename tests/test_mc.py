@@ -310,14 +310,15 @@ def test_world_keeps_every_voxels_material_and_density_exactly():
         jnp.ones(shape, jnp.int32), {"all": 1},
     )  # fmt: skip
     world = World.build(phantom, np.zeros((1, 3)), "air", 0)
-    np.testing.assert_array_equal(np.asarray(world.voxels[:, 0]), rho.ravel())
-    np.testing.assert_array_equal(np.asarray(world.voxels[:, 1]).astype(np.int32), ids.ravel())
+    every_id, every_rho = world.at(jnp.arange(ids.size))
+    np.testing.assert_array_equal(every_rho, rho.ravel())
+    np.testing.assert_array_equal(every_id, ids.ravel())
     assert world.num_voxels == ids.size and world.medium_id == len(names)
     # a point's flat index reads that voxel (C order, z y x)
     k, j, i = 4, 2, 3
     centre = np.asarray(phantom.grid.origin_mm) + np.asarray((k, j, i)) * np.asarray(phantom.grid.spacing_mm)
     flat, inside = voxel_index(phantom.grid, jnp.asarray(centre[None], jnp.float32))
-    assert bool(inside[0]) and int(world.voxels[flat[0], 1]) == ids[k, j, i]
+    assert bool(inside[0]) and int(world.at(flat)[0][0]) == ids[k, j, i]
 
 
 def test_ray_box_distances_match_the_slab_method_per_axis():

@@ -10,6 +10,7 @@ import jax.numpy as jnp
 from jaxtyping import Array, Float, Int, PRNGKeyArray
 
 from .. import _random as rng
+from .._vec3 import norm3
 from ..materials._table import MaterialTable
 from ..materials._xraylib import ELECTRON_REST_ENERGY_KEV, ENERGY_MAX_KEV, ENERGY_MIN_KEV
 
@@ -238,5 +239,5 @@ def rotate(
     a_new = jnp.where(ok, sin_theta * (a * c * cphi - b * sphi) / rho + a * cos_theta, sin_theta * cphi)
     b_new = jnp.where(ok, sin_theta * (b * c * cphi + a * sphi) / rho + b * cos_theta, sin_theta * sphi)
     c_new = jnp.where(ok, -sin_theta * cphi * rho + c * cos_theta, jnp.sign(c) * cos_theta)
-    norm = jnp.sqrt(a_new**2 + b_new**2 + c_new**2)
-    return jnp.stack([a_new / norm, b_new / norm, c_new / norm], axis=-1)
+    out = jnp.stack([a_new, b_new, c_new], axis=-1)
+    return out / norm3(out)[:, None]

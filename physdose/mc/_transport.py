@@ -123,6 +123,11 @@ class World(eqx.Module):
             blocks,
         )
 
+    def at(self, flat: Int[Array, " n"]) -> tuple[Int[Array, " n"], Float[Array, " n"]]:
+        """(material id, density g/cm^3) of flat voxel indices, read at once."""
+        voxel = self.voxels[flat]
+        return voxel[:, 1].astype(jnp.int32), voxel[:, 0]
+
     @property
     def num_voxels(self) -> int:
         return self.voxels.shape[0]
@@ -500,9 +505,9 @@ def _fly(world: World, state: PhotonState, moving: Bool[Array, " n"], key) -> Fl
         travel = jnp.where(hit, travel + free_path, jnp.where(cross, boundary, travel))
         # in the grid a tentative collision is real with probability mu / majorant; in the medium always
         flat, _ = voxel_index(world.grid, state.pos_mm + travel[:, None] * state.direction)
-        voxel = world.voxels[flat]  # (density, material id): one read per flight
-        mu = jnp.take_along_axis(mu_mass, voxel[:, 1:].astype(jnp.int32), axis=1)[:, 0]
-        real = hit & (~in_grid | (u_real * mu_flight < mu * (0.1 * voxel[:, 0])))
+        m, rho = world.at(flat)
+        mu = jnp.take_along_axis(mu_mass, m[:, None], axis=1)[:, 0]
+        real = hit & (~in_grid | (u_real * mu_flight < mu * (0.1 * rho)))
         searching = searching & in_grid & ~cross & ~real
         return k + 1, travel, searching, collide | real, crossing | cross, flights
 
@@ -549,9 +554,9 @@ def _step(world: World, state: PhotonState, bank, tally: ChunkTally, key, cutoff
 
     flat, _ = voxel_index(world.grid, pos)
     inside = jnp.where(crossing, ~in_grid | ~flight.leaves_grid, in_grid)
-    voxel = world.voxels[flat]
-    m = jnp.where(inside, voxel[:, 1].astype(jnp.int32), world.medium_id)
-    rho = jnp.where(inside, voxel[:, 0], world.medium_density_g_cm3) * 0.1  # x (cm^2/g) -> 1/mm
+    m, rho = world.at(flat)
+    m = jnp.where(inside, m, world.medium_id)
+    rho = jnp.where(inside, rho, world.medium_density_g_cm3) * 0.1  # x (cm^2/g) -> 1/mm
     mu_pe = world.table.photoelectric_cm2_g(m, e) * rho
     mu_inc = world.table.incoherent_cm2_g(m, e) * rho
     mu_coh = world.table.coherent_cm2_g(m, e) * rho

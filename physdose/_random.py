@@ -14,9 +14,9 @@ XORed. These functions compute exactly that, so they return the bits `jax.random
 where XLA fuses the multiply-add). For other key implementations, or with the flag off,
 they call `jax.random`.
 
-Each result is materialised (`jax.lax.optimization_barrier`): XLA would otherwise fuse the
-hash into every fusion that reads it, and compute it again in each (three times for the three
-components of a rotated direction).
+Each draw is computed once, into its own buffer (`physdose._fusion.apart`): XLA would
+otherwise fuse the hash into every fusion that reads the numbers and compute it again in
+each (a step of the Monte Carlo hashed its numbers 29 times over instead of 7).
 """
 
 import math
@@ -26,6 +26,8 @@ import jax.numpy as jnp
 import jax.random as jr
 import numpy as np
 from jaxtyping import Array, PRNGKeyArray
+
+from ._fusion import apart
 
 _ROTATIONS = ((13, 15, 26, 6), (17, 29, 16, 24))
 _PARITY = 0x1BD11BDA
@@ -78,14 +80,14 @@ def fold_in(key: PRNGKeyArray, data) -> PRNGKeyArray:
     if not _fast(key):
         return jr.fold_in(key, data)
     lo = jnp.asarray(data).astype(jnp.uint32)
-    return _like(key, _materialised(jnp.stack(threefry2x32(_words(key), jnp.zeros_like(lo), lo))))
+    return _like(key, jnp.stack(threefry2x32(_words(key), jnp.zeros_like(lo), lo)))
 
 
 def split(key: PRNGKeyArray, num: int = 2) -> PRNGKeyArray:
     """`jax.random.split(key, num)`, shape (num,)."""
     if not _fast(key):
         return jr.split(key, num)
-    return _like(key, _materialised(jnp.stack(threefry2x32(_words(key), *_counters((num,))), axis=-1)))
+    return _like(key, jnp.stack(threefry2x32(_words(key), *_counters((num,))), axis=-1))
 
 
 def uniform(key: PRNGKeyArray, shape: tuple[int, ...], dtype=jnp.float32, minval=0.0, maxval=1.0) -> Array:
@@ -93,19 +95,20 @@ def uniform(key: PRNGKeyArray, shape: tuple[int, ...], dtype=jnp.float32, minval
     dtype = jnp.dtype(dtype)
     if not _fast(key) or dtype not in (jnp.dtype(jnp.float32), jnp.dtype(jnp.float64)):
         return jr.uniform(key, shape, dtype=dtype, minval=minval, maxval=maxval)
-    b0, b1 = threefry2x32(_words(key), *_counters(tuple(shape)))
     finfo = jnp.finfo(dtype)
-    if dtype == jnp.float32:
-        bits, uint = b0 ^ b1, jnp.uint32
-    else:
-        bits, uint = (b0.astype(jnp.uint64) << jnp.uint64(32)) | b1.astype(jnp.uint64), jnp.uint64
-    one = jnp.asarray(np.array(1.0, dtype).view(uint), uint)
-    mantissa = (bits >> uint(finfo.bits - finfo.nmant)) | one  # a float in [1, 2)
-    floats = jax.lax.bitcast_convert_type(mantissa, dtype) - jnp.asarray(1.0, dtype)
+    uint = jnp.uint32 if dtype == jnp.float32 else jnp.uint64
+    one = np.array(1.0, dtype).view(uint)
+
+    def draw(words, minval, maxval):
+        b0, b1 = threefry2x32(words, *_counters(tuple(shape)))
+        if dtype == jnp.float32:
+            bits = b0 ^ b1
+        else:
+            bits = (b0.astype(jnp.uint64) << jnp.uint64(32)) | b1.astype(jnp.uint64)
+        mantissa = (bits >> uint(finfo.bits - finfo.nmant)) | jnp.asarray(one, uint)  # a float in [1, 2)
+        floats = jax.lax.bitcast_convert_type(mantissa, dtype) - jnp.asarray(1.0, dtype)
+        return jnp.maximum(minval, floats * (maxval - minval) + minval)
+
+    words = _words(key)
     minval, maxval = jnp.asarray(minval, dtype), jnp.asarray(maxval, dtype)
-    return _materialised(jnp.maximum(minval, floats * (maxval - minval) + minval))
-
-
-def _materialised(x: Array) -> Array:
-    """`x`, computed once: a fusion boundary for XLA (see the module docstring)."""
-    return jax.lax.optimization_barrier(x)
+    return apart(draw, words, minval, maxval)

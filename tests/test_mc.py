@@ -297,23 +297,30 @@ def test_densest_voxel_per_block_and_material_matches_a_direct_search():
     assert np.all(table[:, 2] == 0) and table.shape == (4 * 3 * 3, 4)
 
 
-def test_world_keeps_every_voxels_material_and_density_exactly():
-    """The flights read density and material id side by side from one float array: ids stay exact."""
+def test_world_keeps_every_voxels_material_exactly_and_its_density_to_its_rounding():
+    """The flights read density and material id packed in one word: ids exact, densities
+    rounded to the nearest float with the ids' bits free (8 materials + air: 4 bits)."""
     rng = np.random.default_rng(5)
     names = ["water", "air", "lung", "adipose", "cortical_bone", "lead", "muscle", "aluminium"]
     table = MaterialTable.from_materials(names)
     shape = (6, 7, 5)
     ids = rng.integers(0, len(names), shape).astype(np.int32)
     rho = rng.uniform(0.0, 11.35, shape).astype(np.float32)
+    rho[0, 0, :3] = (0.0, 1.0, 2.0**-20)  # zero stays zero; exact multiples stay exact
     phantom = pd.Phantom(
         pd.Grid.centered(shape, (2.0, 3.0, 4.0)), jnp.asarray(ids), jnp.asarray(rho), table,
         jnp.ones(shape, jnp.int32), {"all": 1},
     )  # fmt: skip
     world = World.build(phantom, np.zeros((1, 3)), "air", 0)
     every_id, every_rho = world.at(jnp.arange(ids.size))
-    np.testing.assert_array_equal(every_rho, rho.ravel())
     np.testing.assert_array_equal(every_id, ids.ravel())
-    assert world.num_voxels == ids.size and world.medium_id == len(names)
+    assert world.id_bits == 4 and world.num_voxels == ids.size and world.medium_id == len(names)
+    # round to nearest at 2^-(23 - 4) of the leading bit: relative error at most 2^-20
+    spacing = np.exp2(np.floor(np.log2(np.maximum(rho.ravel(), 1e-30))) - 19)
+    err = np.abs(np.asarray(every_rho, np.float64) - rho.ravel())
+    assert np.all(err <= 0.5 * spacing) and np.all(err <= 2.0**-20 * rho.ravel())
+    np.testing.assert_array_equal(np.asarray(every_rho)[:3], (0.0, 1.0, 2.0**-20))
+    assert err.max() > 0  # it does round
     # a point's flat index reads that voxel (C order, z y x)
     k, j, i = 4, 2, 3
     centre = np.asarray(phantom.grid.origin_mm) + np.asarray((k, j, i)) * np.asarray(phantom.grid.spacing_mm)

@@ -7,6 +7,7 @@ sampling is a discrete Monte Carlo choice: no gradients flow through it.
 import equinox as eqx
 import jax
 import jax.numpy as jnp
+import numpy as np
 from jaxtyping import Array, Float, Int, PRNGKeyArray
 
 from .. import _random as rng
@@ -27,11 +28,16 @@ class ScatterTables(eqx.Module):
         x_nodes: momentum-transfer nodes x (1/Angstrom), shape (n_x,).
         sf_ratio: S(x) / S(infinity) per material, in [0, 1], shape (m, n_x).
         ff2_cdf: cumulative integral of F(x)^2 over q = x^2 (trapezoid), shape (m, n_x).
+        log_x1, log_x_step: the nodes are 0 and then geometric, x_i = exp(log_x1 + (i - 1)
+            log_x_step): a lane finds its interval by arithmetic (`x_interval`), not by a
+            search, which on CPU is a loop of slow gathers.
     """
 
     x_nodes: Float[Array, " x"]
     sf_ratio: Float[Array, "m x"]
     ff2_cdf: Float[Array, "m x"]
+    log_x1: float = eqx.field(static=True)
+    log_x_step: float = eqx.field(static=True)
 
     @classmethod
     def from_table(cls, table: MaterialTable) -> "ScatterTables":
@@ -42,7 +48,21 @@ class ScatterTables(eqx.Module):
         f2 = table.coherent_ff2
         steps = 0.5 * (f2[:, 1:] + f2[:, :-1]) * (q[1:] - q[:-1])[None, :]
         cdf = jnp.concatenate([jnp.zeros_like(f2[:, :1]), jnp.cumsum(steps, axis=1)], axis=1)
-        return cls(x, jnp.clip(ratio, 0.0, 1.0), cdf)
+        log_x = np.log(np.asarray(x, np.float64)[1:])
+        step = np.diff(log_x)
+        if float(np.asarray(x)[0]) != 0.0 or not np.allclose(step, step.mean(), rtol=1e-4):
+            raise ValueError("momentum-transfer nodes must be 0 and then geometric")
+        return cls(x, jnp.clip(ratio, 0.0, 1.0), cdf, float(log_x[0]), float(step.mean()))
+
+    def x_interval(self, x: Float[Array, " n"]) -> Int[Array, " n"]:
+        """Index i of the node interval [x_i, x_i+1) that holds x (clipped to the table).
+
+        Near a node, rounding may give the neighbouring interval; interpolation clipped to
+        it then returns the node's value, so the result is continuous either way."""
+        safe = jnp.maximum(x, jnp.exp(jnp.asarray(self.log_x1, x.dtype)))
+        i = jnp.floor((jnp.log(safe) - self.log_x1) / self.log_x_step).astype(jnp.int32) + 1
+        i = jnp.where(x < self.x_nodes[1], 0, i)
+        return jnp.clip(i, 0, self.x_nodes.shape[0] - 2)
 
 
 class ScatterDensity(eqx.Module):
@@ -122,6 +142,11 @@ def _klein_nishina(cos_theta, energy_kev):
 def _interp_rows(x: Float[Array, " n"], nodes: Float[Array, " k"], rows: Float[Array, "m k"], m: Int[Array, " n"]):
     """Linear interpolation of rows[m] (shared nodes) at x, per lane."""
     i = jnp.clip(jnp.searchsorted(nodes, x, side="right") - 1, 0, nodes.shape[0] - 2)
+    return _interp_rows_in(i, x, nodes, rows, m)
+
+
+def _interp_rows_in(i, x, nodes, rows, m):
+    """Linear interpolation of rows[m] at x within the node interval i (clipped to it)."""
     x0, x1 = nodes[i], nodes[i + 1]
     t = jnp.clip((x - x0) / (x1 - x0), 0.0, 1.0)
     return rows[m, i] * (1 - t) + rows[m, i + 1] * t
@@ -145,7 +170,7 @@ def incoherent_trial(key, energy_kev, material, tables: ScatterTables):
     sin2 = jnp.clip(one_minus_cos * (2.0 - one_minus_cos), 0.0, 1.0)
     g = 1.0 - eps * sin2 / (1.0 + eps**2)
     x = energy_kev / HC_KEV_ANGSTROM * jnp.sqrt(jnp.clip(0.5 * one_minus_cos, 0.0, 1.0))
-    s = _interp_rows(x, tables.x_nodes, tables.sf_ratio, material)
+    s = _interp_rows_in(tables.x_interval(x), x, tables.x_nodes, tables.sf_ratio, material)
     return 1.0 - one_minus_cos, eps, r3 < g * s
 
 
@@ -155,9 +180,10 @@ def coherent_trial(key, energy_kev, material, tables: ScatterTables):
     PENELOPE's method: q = x^2 drawn from F^2 by inverting its cumulative integral
     (piecewise-linear in q between nodes), accepted with probability (1 + cos^2 theta)/2.
     """
-    q_max = (energy_kev / HC_KEV_ANGSTROM) ** 2
+    x_max = energy_kev / HC_KEV_ANGSTROM
+    q_max = x_max**2
     q_nodes = tables.x_nodes**2
-    cdf_max = _interp_rows(q_max, q_nodes, tables.ff2_cdf, material)
+    cdf_max = _interp_rows_in(tables.x_interval(x_max), q_max, q_nodes, tables.ff2_cdf, material)
     r1, r2 = rng.uniform(key, (2,) + energy_kev.shape, dtype=energy_kev.dtype)
     target = r1 * cdf_max
     i = _search_rows(tables.ff2_cdf, material, target)

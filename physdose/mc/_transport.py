@@ -18,9 +18,10 @@ import equinox as eqx
 import jax
 import jax.numpy as jnp
 import numpy as np
-from jaxtyping import Array, Bool, Float, Int, PRNGKeyArray
+from jaxtyping import Array, Bool, Float, Int, PRNGKeyArray, UInt
 
 from .. import _random as rng
+from .._fusion import apart
 from .._vec3 import all3, max3, min3
 from ..geometry._grid import Grid
 from ..materials._material import get
@@ -55,9 +56,15 @@ class PhotonState(eqx.Module):
 
 
 class World(eqx.Module):
-    """What transport needs: the voxel grid and its flat densities and materials (side by side,
-    so a flight reads its voxel at once), the surrounding box of air (or vacuum) that holds the
-    source and scorers, cross-section tables and the majorants.
+    """What transport needs: the voxel grid and its flat densities and materials (packed in
+    one word per voxel, so a flight reads its voxel at once), the surrounding box of air (or
+    vacuum) that holds the source and scorers, cross-section tables and the majorants.
+
+    Each voxel's word is its density's float bits rounded to leave the lowest `id_bits`
+    mantissa bits free, with its material id in them: ids are exact, densities keep
+    24 - `id_bits` significant bits in float32 (13 materials: 4 bits, relative error
+    <= 2^-20 ~ 1e-6), and the majorants are those of the rounded densities. XLA on CPU
+    gathers one 32-bit word per lane about 10x faster than a pair of floats.
 
     Majorants are per block of voxels and per energy band. With one block (the whole grid)
     and one band per cross-section node interval this is plain Woodcock tracking with a
@@ -67,7 +74,7 @@ class World(eqx.Module):
     """
 
     grid: Grid
-    voxels: Float[Array, "v 2"]  # per voxel (flat): density (g/cm^3), material id (a float, exact)
+    voxels: UInt[Array, " v"]  # per voxel (flat): density (g/cm^3) float bits, material id in the low `id_bits`
     table: MaterialTable  # the phantom's materials, then the world medium (last)
     scatter: ScatterTables
     majorant_per_mm: Float[Array, "b k"]  # per block and energy band, 1/mm
@@ -76,6 +83,7 @@ class World(eqx.Module):
     box_hi_mm: Float[Array, " 3"]
     medium_density_g_cm3: float = eqx.field(static=True)
     block_voxels: tuple[int, int, int] = eqx.field(static=True)
+    id_bits: int = eqx.field(static=True)
 
     @classmethod
     def build(cls, phantom, points_mm: np.ndarray, medium: str | None, block_voxels: int | None = None) -> "World":
@@ -94,6 +102,9 @@ class World(eqx.Module):
             materials + (air,) if air.name not in names else materials + (_renamed(air),)
         )
         grid = phantom.grid
+        id_bits = max(1, (len(table) - 1).bit_length())
+        words = _pack(np.asarray(rho), np.asarray(ids), id_bits)
+        rho = jnp.asarray(_unpack(words, id_bits)[1])  # the densities transport sees
         mu_mass = np.asarray(_interval_maxima(table), np.float64)  # (m, i) cm^2/g
         ids_np, rho_np = np.asarray(ids).reshape(grid.shape), np.asarray(rho).reshape(grid.shape)
         if block_voxels is None:
@@ -112,7 +123,7 @@ class World(eqx.Module):
         dtype = rho.dtype
         return cls(
             grid,
-            jnp.stack([rho, ids.astype(rho.dtype)], axis=-1),
+            jnp.asarray(words),
             table,
             ScatterTables.from_table(table),
             jnp.asarray(majorant, dtype),
@@ -121,12 +132,17 @@ class World(eqx.Module):
             jnp.asarray(hi, dtype),
             0.0 if medium is None else air.density_g_cm3,
             blocks,
+            id_bits,
         )
 
     def at(self, flat: Int[Array, " n"]) -> tuple[Int[Array, " n"], Float[Array, " n"]]:
-        """(material id, density g/cm^3) of flat voxel indices, read at once."""
-        voxel = self.voxels[flat]
-        return voxel[:, 1].astype(jnp.int32), voxel[:, 0]
+        """(material id, density g/cm^3) of flat voxel indices (in range), read at once."""
+        return _unpack(self.voxels.at[flat].get(mode="promise_in_bounds"), self.id_bits)
+
+    @property
+    def dtype(self):
+        """The float type of densities and of transport."""
+        return self.box_lo_mm.dtype
 
     @property
     def num_voxels(self) -> int:
@@ -139,6 +155,26 @@ class World(eqx.Module):
     @property
     def n_blocks(self) -> tuple[int, int, int]:
         return tuple(-(-n // b) for n, b in zip(self.grid.shape, self.block_voxels))
+
+
+def _pack(rho, ids, id_bits: int):
+    """One unsigned word per voxel: `rho`'s float bits rounded to the nearest multiple of
+    2^id_bits (densities >= 0), the material id in the freed low bits (NumPy)."""
+    uint = np.uint32 if rho.dtype == np.float32 else np.uint64
+    bits = rho.view(uint)
+    half, mask = uint(1 << (id_bits - 1)), uint((1 << id_bits) - 1)
+    return ((bits + half) & ~mask) | ids.astype(uint)
+
+
+def _unpack(words, id_bits: int):
+    """(material id int32, density) of packed words (NumPy or jax arrays)."""
+    xp = np if isinstance(words, np.ndarray) else jnp
+    mask = words.dtype.type((1 << id_bits) - 1)
+    float_type = xp.float32 if words.dtype == xp.uint32 else xp.float64
+    ids = (words & mask).astype(xp.int32)
+    rho = words & ~mask
+    rho = rho.view(float_type) if xp is np else jax.lax.bitcast_convert_type(rho, float_type)
+    return ids, rho
 
 
 def _renamed(material):
@@ -236,15 +272,21 @@ def enter_grid(grid: Grid, pos: Float[Array, "n 3"], direction: Float[Array, "n 
 
 
 def voxel_index(grid: Grid, pos: Float[Array, "n 3"]):
-    """(flat voxel index, inside) of points; flat index is clipped into range when outside."""
-    lo, _ = _box(grid, pos.dtype)
-    spacing = jnp.asarray(grid.spacing_mm, pos.dtype)
-    ijk = jnp.floor((pos - lo[None]) / spacing[None]).astype(jnp.int32)
-    shape = jnp.asarray(grid.shape, jnp.int32)
-    inside = all3((ijk >= 0) & (ijk < shape[None]))
-    ijk = jnp.clip(ijk, 0, shape[None] - 1)
-    flat = (ijk[:, 0] * grid.shape[1] + ijk[:, 1]) * grid.shape[2] + ijk[:, 2]
-    return flat, inside
+    """(flat voxel index, inside) of points; flat index is clipped into range when outside.
+
+    Computed on its own (`apart`): the gathers that read these indices run 4-5x faster on
+    CPU when the index is not fused into them."""
+
+    def index(pos):
+        lo, _ = _box(grid, pos.dtype)
+        spacing = jnp.asarray(grid.spacing_mm, pos.dtype)
+        ijk = jnp.floor((pos - lo[None]) / spacing[None]).astype(jnp.int32)
+        shape = jnp.asarray(grid.shape, jnp.int32)
+        inside = all3((ijk >= 0) & (ijk < shape[None]))
+        ijk = jnp.clip(ijk, 0, shape[None] - 1)
+        return (ijk[:, 0] * grid.shape[1] + ijk[:, 1]) * grid.shape[2] + ijk[:, 2], inside
+
+    return apart(index, pos)
 
 
 def _block_of(world: World, pos: Float[Array, "n 3"]):
@@ -308,7 +350,7 @@ def run_chunk(
     `orders` = 3 tallies the energy imparted separately by photons scattered 0, 1 and
     2 or more times; 1 tallies it all together.
     """
-    dtype = world.voxels.dtype
+    dtype = world.dtype
     zeros = jnp.zeros(lanes, dtype)
     empty = jnp.zeros(lanes, bool)
     state = PhotonState(
@@ -506,7 +548,7 @@ def _fly(world: World, state: PhotonState, moving: Bool[Array, " n"], key) -> Fl
         # in the grid a tentative collision is real with probability mu / majorant; in the medium always
         flat, _ = voxel_index(world.grid, state.pos_mm + travel[:, None] * state.direction)
         m, rho = world.at(flat)
-        mu = jnp.take_along_axis(mu_mass, m[:, None], axis=1)[:, 0]
+        mu = _column(mu_mass, m)
         real = hit & (~in_grid | (u_real * mu_flight < mu * (0.1 * rho)))
         searching = searching & in_grid & ~cross & ~real
         return k + 1, travel, searching, collide | real, crossing | cross, flights
@@ -519,6 +561,15 @@ def _fly(world: World, state: PhotonState, moving: Bool[Array, " n"], key) -> Fl
     # face within rounding of a grid face is the grid face)
     leaves_grid = in_grid & (t_far <= t_block + 0.1 * _NUDGE_MM)
     return Flight(travel, collide, crossing, escaped, leaves_grid, flights)
+
+
+def _column(table: Float[Array, "n m"], m: Int[Array, " n"]) -> Float[Array, " n"]:
+    """table[i, m[i]] per lane, as a sum of selects over the (few) columns: it fuses into the
+    code around it, where a gather on CPU costs ~7 ns a lane."""
+    out = table[:, 0]
+    for j in range(1, table.shape[1]):
+        out = jnp.where(m == j, table[:, j], out)
+    return out
 
 
 def _step(world: World, state: PhotonState, bank, tally: ChunkTally, key, cutoff_kev, disks, steering):

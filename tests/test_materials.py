@@ -113,6 +113,26 @@ def test_every_material_at_once_equals_each_material_read_alone():
     assert table.mu_every_cm2_g(e.reshape(13, 1)).shape == (13, 1, len(table))
 
 
+def test_total_attenuation_interpolated_as_one_curve_stays_the_sum_of_its_parts():
+    names = ["water", "cortical_bone", "lung", "adipose", "lead", "tin", "tungsten"]
+    table = MaterialTable.from_materials(names)
+    rng = np.random.default_rng(0)
+    e = jnp.asarray(np.exp(rng.uniform(np.log(1.0), np.log(150.0), 200_000)), jnp.float32)
+    ids = jnp.asarray(rng.integers(0, len(names), e.shape[0]))
+    parts = table.photoelectric_cm2_g(ids, e) + table.incoherent_cm2_g(ids, e) + table.coherent_cm2_g(ids, e)
+    rel = np.abs(np.asarray(table.mu_cm2_g(ids, e) / parts) - 1.0)
+    above_5 = np.asarray(e) >= 5.0
+    assert rel[above_5].max() < 1e-4  # tissues and the K and L edges of tin, tungsten and lead
+    assert rel.max() < 1e-3  # tungsten's M edges (1.8-2.8 keV), below the transport cut-off
+    # equal at the nodes and on both sides of each interval's edge
+    nodes = jnp.asarray(ENERGY_NODES_KEV, jnp.float32)
+    for i in range(len(names)):
+        edge = jnp.exp(table.log_edge_kev[:, i])
+        at = jnp.concatenate([nodes, edge * (1 - 1e-6), edge * (1 + 1e-6)])
+        parts = table.photoelectric_cm2_g(i, at) + table.incoherent_cm2_g(i, at) + table.coherent_cm2_g(i, at)
+        np.testing.assert_allclose(table.mu_cm2_g(i, at), parts, rtol=1e-5)
+
+
 def test_mass_coefficients_are_differentiable_in_energy():
     with jax.enable_x64(True):
         table = MaterialTable.from_materials(["water", "cortical_bone"])

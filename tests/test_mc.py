@@ -124,7 +124,8 @@ def test_dose_by_scatter_order_splits_the_same_run_and_its_primary_part_is_prima
     phantom = _slab(thickness_mm=t_mm, width=60.0)
     source = pd.sources.PencilBeam(MONO60, (0.0, -200.0, 0.0), (0.0, 1.0, 0.0))
     key = getkey()
-    kwargs = dict(n_photons=40_000, key=key, lanes=4096, world_medium=None)
+    # the primary kerma is mostly the rare photoabsorptions: sd 2 % at 4e4 photons, 1 % at 1.6e5
+    kwargs = dict(n_photons=160_000, key=key, lanes=4096, world_medium=None)
     split = pd.mc.simulate(phantom, source, by_scatter_order=True, **kwargs)
     whole = pd.mc.simulate(phantom, source, **kwargs)
     assert whole.dose_by_order_gy is None

@@ -11,9 +11,16 @@ import numpy as np
 from jaxtyping import Array, Float, Int, PRNGKeyArray
 
 from .. import _random as rng
+from .._checks import is_concrete
+from .._fusion import apart
 from .._vec3 import norm3
 from ..materials._table import MaterialTable
-from ..materials._xraylib import ELECTRON_REST_ENERGY_KEV, ENERGY_MAX_KEV, ENERGY_MIN_KEV
+from ..materials._xraylib import (
+    ELECTRON_REST_ENERGY_KEV,
+    ENERGY_MAX_KEV,
+    ENERGY_MIN_KEV,
+    MOMENTUM_TRANSFER_PER_ANGSTROM,
+)
 
 HC_KEV_ANGSTROM = 12.398419843320026
 """h c in keV Angstrom: x = sin(theta/2) / lambda = E / hc * sin(theta/2)."""
@@ -48,11 +55,12 @@ class ScatterTables(eqx.Module):
         f2 = table.coherent_ff2
         steps = 0.5 * (f2[:, 1:] + f2[:, :-1]) * (q[1:] - q[:-1])[None, :]
         cdf = jnp.concatenate([jnp.zeros_like(f2[:, :1]), jnp.cumsum(steps, axis=1)], axis=1)
-        log_x = np.log(np.asarray(x, np.float64)[1:])
-        step = np.diff(log_x)
-        if float(np.asarray(x)[0]) != 0.0 or not np.allclose(step, step.mean(), rtol=1e-4):
-            raise ValueError("momentum-transfer nodes must be 0 and then geometric")
-        return cls(x, jnp.clip(ratio, 0.0, 1.0), cdf, float(log_x[0]), float(step.mean()))
+        # the grid's constants come from the package's node constant, so that the tables can
+        # also be built inside jit (the prior does), where `x` is traced
+        log_x = np.log(MOMENTUM_TRANSFER_PER_ANGSTROM[1:])
+        if is_concrete(x) and not np.allclose(np.asarray(x), MOMENTUM_TRANSFER_PER_ANGSTROM, rtol=1e-6):
+            raise ValueError("the table's momentum-transfer nodes are not MOMENTUM_TRANSFER_PER_ANGSTROM")
+        return cls(x, jnp.clip(ratio, 0.0, 1.0), cdf, float(log_x[0]), float(np.diff(log_x).mean()))
 
     def x_interval(self, x: Float[Array, " n"]) -> Int[Array, " n"]:
         """Index i of the node interval [x_i, x_i+1) that holds x (clipped to the table).
@@ -257,8 +265,11 @@ def rotate(
 ) -> Float[Array, "n 3"]:
     """Turn unit vectors `direction` by polar angle theta and azimuth phi about themselves."""
     a, b, c = direction[:, 0], direction[:, 1], direction[:, 2]
-    sin_theta = jnp.sqrt(jnp.clip(1.0 - cos_theta**2, 0.0, 1.0))
-    cphi, sphi = jnp.cos(phi), jnp.sin(phi)
+
+    def trig(cos_theta, phi):  # computed once (XLA would compute it again in each component's fusion)
+        return jnp.sqrt(jnp.clip(1.0 - cos_theta**2, 0.0, 1.0)), jnp.cos(phi), jnp.sin(phi)
+
+    sin_theta, cphi, sphi = apart(trig, cos_theta, phi)
     rho2 = 1.0 - c**2
     ok = rho2 > 1e-10
     rho = jnp.sqrt(jnp.where(ok, rho2, 1.0))

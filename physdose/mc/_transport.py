@@ -186,8 +186,9 @@ def _interval_maxima(table: MaterialTable) -> Float[Array, "m i"]:
     m = jnp.arange(len(table))[:, None]
     nodes = jnp.asarray(ENERGY_NODES_KEV, dtype=table.log_photoelectric.dtype)[None, :]
     at_nodes = table.mu_cm2_g(m, nodes)
-    above_edge = table.mu_cm2_g(m, jnp.exp(table.log_edge_kev.T) * (1 + 1e-6))
-    return jnp.maximum(jnp.maximum(at_nodes[:, :-1], at_nodes[:, 1:]), above_edge)
+    edge = jnp.exp(table.log_edge_kev.T)
+    beside_edge = jnp.maximum(table.mu_cm2_g(m, edge * (1 - 1e-6)), table.mu_cm2_g(m, edge * (1 + 1e-6)))
+    return jnp.maximum(jnp.maximum(at_nodes[:, :-1], at_nodes[:, 1:]), beside_edge)
 
 
 def _log_bands(ratio: float = 1.04) -> np.ndarray:
@@ -403,20 +404,23 @@ def run_chunk(
     def body(carry):
         state, bank, tally, remaining, step = carry
         k_src, k_step = step_keys(step)
-        # refill only once enough lanes are free (or the last photons are waiting): drawing
-        # source photons costs as much as a flight step, so not every step pays for it
+        # refill only once an eighth of the lanes are free (or the last photons are waiting),
+        # with at most a quarter of the lanes' worth of source photons: drawing them for every
+        # lane cost ~0.8 ms of a ~4.5 ms step (16384 lanes), and a step frees about a sixth
         n_dead = jnp.sum((~state.alive).astype(jnp.int32))
         due = (remaining > 0) & (n_dead >= jnp.minimum(remaining, max(1, lanes // 8)))
         state, tally, remaining = jax.lax.cond(
             due,
-            lambda args: _refill(world, beam, *args, k_src),
+            lambda args: _refill(world, beam, *args, k_src, max(1, lanes // 4)),
             lambda args: args,
             (state, tally, remaining),
         )
         state, bank, tally = advance(state, bank, tally, k_step)
         return state, bank, tally, remaining, step + 1
 
-    init = (state, bank, tally, jnp.asarray(budget, jnp.int32), jnp.zeros((), jnp.int32))
+    k_first, key = rng.split(key)
+    state, tally, remaining = _refill(world, beam, state, tally, jnp.asarray(budget, jnp.int32), k_first, lanes)
+    init = (state, bank, tally, remaining, jnp.zeros((), jnp.int32))
     state, bank, tally, _, step = jax.lax.while_loop(cond, body, init)
     for size, floor in zip(sizes[1:], floors[1:]):
         state, bank = _compact(state, bank, size)
@@ -460,13 +464,14 @@ def _compact(state: PhotonState, bank: PhotonState | None, size: int):
     return take(state), take(bank)
 
 
-def _refill(world, beam, state, tally, remaining, key):
-    lanes = state.energy_kev.shape[0]
+def _refill(world, beam, state, tally, remaining, key, n_fresh: int):
+    """Start up to `n_fresh` new source photons (at most `remaining`) in the dead lanes, in lane order."""
     dead = ~state.alive
     rank = jnp.cumsum(dead.astype(jnp.int32))
-    start = dead & (rank <= remaining)
+    start = dead & (rank <= jnp.minimum(remaining, n_fresh))
     n_start = jnp.sum(start.astype(jnp.int32))
-    fresh = beam.sample(lanes, key=key)
+    # the i-th dead lane takes the i-th photon drawn
+    fresh = jax.tree.map(lambda x: x[jnp.clip(rank - 1, 0, n_fresh - 1)], beam.sample(n_fresh, key=key))
     _, fresh_in_grid = voxel_index(world.grid, fresh.pos_mm)
 
     def pick(new, old):
@@ -492,6 +497,7 @@ def _refill(world, beam, state, tally, remaining, key):
 
 
 _FLIGHTS_PER_STEP = 8
+_SEARCHING, _COLLIDED, _CROSSED, _IDLE = 0, 1, 2, 3
 
 
 class Flight(eqx.Module):
@@ -530,15 +536,20 @@ def _fly(world: World, state: PhotonState, moving: Bool[Array, " n"], key) -> Fl
     mu_flight = jnp.where(in_grid, mu_grid, mu_medium)
     safe_mu = jnp.where(mu_flight > 0, mu_flight, 1.0)
     boundary = jnp.maximum(jnp.where(in_grid, t_block, jnp.minimum(t_entry, t_world)), 0.0)
-    # mu/rho of every material at each lane's energy, so a tentative collision costs a gather
-    mu_mass = world.table.mu_every_cm2_g(e)
+    # mu/rho of every material at each lane's energy, (m, n): a tentative collision picks its
+    # material's row (`_column`); rows, not columns, since the selects then read contiguously
+    mu_mass = world.table.mu_every_cm2_g(e).T
 
+    # each lane's flights end in one state: _SEARCHING (still flying), _COLLIDED (a real
+    # collision), _CROSSED (a boundary) or _IDLE (not moving this step); one carry that each
+    # flight writes once (separate flags made XLA compute the collision test twice)
     def cond(carry):
-        k, _, searching, _, _, _ = carry
-        return (k < _FLIGHTS_PER_STEP) & jnp.any(searching)
+        k, _, status, _ = carry
+        return (k < _FLIGHTS_PER_STEP) & jnp.any(status == _SEARCHING)
 
     def body(carry):
-        k, travel, searching, collide, crossing, flights = carry
+        k, travel, status, flights = carry
+        searching = status == _SEARCHING
         flights = flights + searching.astype(jnp.int32)
         u_free, u_real = rng.uniform(rng.fold_in(key, k), (2, n), dtype=dtype, minval=1e-12, maxval=1.0)
         free_path = jnp.where(mu_flight > 0, -jnp.log(u_free) / safe_mu, jnp.inf)
@@ -550,12 +561,13 @@ def _fly(world: World, state: PhotonState, moving: Bool[Array, " n"], key) -> Fl
         m, rho = world.at(flat)
         mu = _column(mu_mass, m)
         real = hit & (~in_grid | (u_real * mu_flight < mu * (0.1 * rho)))
-        searching = searching & in_grid & ~cross & ~real
-        return k + 1, travel, searching, collide | real, crossing | cross, flights
+        status = jnp.where(cross, _CROSSED, jnp.where(real, _COLLIDED, status))
+        return k + 1, travel, status, flights
 
-    none = jnp.zeros(n, bool)
-    init = (jnp.zeros((), jnp.int32), jnp.zeros(n, dtype), moving, none, none, jnp.zeros(n, jnp.int32))
-    _, travel, _, collide, crossing, flights = jax.lax.while_loop(cond, body, init)
+    status = jnp.where(moving, _SEARCHING, _IDLE).astype(jnp.int32)
+    init = (jnp.zeros((), jnp.int32), jnp.zeros(n, dtype), status, jnp.zeros(n, jnp.int32))
+    _, travel, status, flights = jax.lax.while_loop(cond, body, init)
+    collide, crossing = status == _COLLIDED, status == _CROSSED
     escaped = crossing & ~in_grid & (t_world <= t_entry)
     # a crossing in the grid leaves it only at the grid's own faces, not at a block's (a block
     # face within rounding of a grid face is the grid face)
@@ -563,12 +575,12 @@ def _fly(world: World, state: PhotonState, moving: Bool[Array, " n"], key) -> Fl
     return Flight(travel, collide, crossing, escaped, leaves_grid, flights)
 
 
-def _column(table: Float[Array, "n m"], m: Int[Array, " n"]) -> Float[Array, " n"]:
-    """table[i, m[i]] per lane, as a sum of selects over the (few) columns: it fuses into the
+def _column(table: Float[Array, "m n"], m: Int[Array, " n"]) -> Float[Array, " n"]:
+    """table[m[i], i] per lane, as a chain of selects over the (few) rows: it fuses into the
     code around it, where a gather on CPU costs ~7 ns a lane."""
-    out = table[:, 0]
-    for j in range(1, table.shape[1]):
-        out = jnp.where(m == j, table[:, j], out)
+    out = table[0]
+    for j in range(1, table.shape[0]):
+        out = jnp.where(m == j, table[j], out)
     return out
 
 

@@ -1,5 +1,6 @@
 """Cross sections of a set of materials on one energy grid, interpolated in JAX."""
 
+import functools
 from collections.abc import Sequence
 
 import equinox as eqx
@@ -69,13 +70,20 @@ class MaterialTable(eqx.Module):
 
     @classmethod
     def from_materials(cls, materials: Sequence[Material | str]) -> "MaterialTable":
-        """Build the table for `materials` (Materials or library names), in that order."""
+        """Build the table for `materials` (Materials or library names), in that order.
+
+        Built once per set of materials and float dtype, then reused (tables are immutable;
+        building one takes ~40 ms of Python for a patient's 13 materials)."""
         materials = tuple(get(m) for m in materials)
         if not materials:
             raise ValueError("materials must not be empty")
         names = [m.name for m in materials]
         if len(set(names)) != len(names):
             raise ValueError(f"materials must have distinct names, got {names}")
+        return _built(cls, materials, jnp.dtype(jnp.result_type(float)).name)
+
+    @classmethod
+    def _build(cls, materials: tuple[Material, ...]) -> "MaterialTable":
         fields = {k: [] for k in ("photoelectric", "incoherent", "coherent", "mu_en", "sf", "ff2")}
         for m in materials:
             acc = {k: 0.0 for k in fields}
@@ -158,6 +166,12 @@ class MaterialTable(eqx.Module):
     def mu_en_cm2_g(self, material_id: Int[ArrayLike, "*b"], e_kev: Float[ArrayLike, "*b"]) -> Float[Array, "*b"]:
         """Mass energy-absorption coefficient (cm^2/g)."""
         return _interp_loglog(self.log_mu_en, material_id, e_kev, self.log_edge_kev, self.log_mu_en_edge)
+
+
+@functools.lru_cache(maxsize=64)
+def _built(cls, materials: tuple[Material, ...], dtype_name: str) -> MaterialTable:
+    """`cls._build(materials)`, cached per float dtype (float64 only while x64 is on)."""
+    return cls._build(materials)
 
 
 def _edge_intervals(material: Material, photo_nodes: np.ndarray, mu_en_nodes: np.ndarray):

@@ -252,12 +252,13 @@ def simulate(
         )  # dispatched asynchronously
         in_flight.append((b, budget, tally))
         done += budget
-        if len(in_flight) == len(devices) or b == n_batches - 1 or done >= n_photons:
-            for item in in_flight:
-                collect(*item)
-                if bar is not None:
-                    bar.update(1)
-            in_flight = []
+        # a batch per device keeps running while the oldest is collected on the host (in batch
+        # order: the same sums for a key); at most len(devices) + 1 tallies are alive at once
+        last = b == n_batches - 1 or done >= n_photons
+        while len(in_flight) > (0 if last else len(devices)):
+            collect(*in_flight.pop(0))
+            if bar is not None:
+                bar.update(1)
     if bar is not None:
         bar.close()
 

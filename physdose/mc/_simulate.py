@@ -214,7 +214,7 @@ def simulate(
         organs.add(np.bincount(voxel_organ, weights=fine, minlength=len(organ_names) + 1), budget)
         if order_sum is not None:
             np.add(order_sum, [_coarsen(o.reshape(shape), factor).ravel() for o in by_order], out=order_sum)
-        voxels.add(fine if factor == (1, 1, 1) else _coarsen(fine.reshape(shape), factor).ravel(), budget)
+        voxels.add(_coarsen(fine.reshape(shape), factor).ravel(), budget)
         planes.add(np.asarray(t.plane, dtype=np.float64), budget)
         for name in ("escaped", "incident", "medium"):
             totals[name] += float(getattr(t, f"{name}_kev"))
@@ -267,8 +267,7 @@ def simulate(
     organ, organ_rel = organs.finish(sizes)
     disk, disk_rel = planes.finish(sizes)
     mass_kg = np.multiply(rho.ravel(), phantom.grid.voxel_volume_mm3 * 1e-6, out=fine)
-    if factor != (1, 1, 1):
-        mass_kg = _coarsen(mass_kg.reshape(shape), factor).ravel()
+    mass_kg = _coarsen(mass_kg.reshape(shape), factor).ravel()
     per_kg = _reciprocal_or_zero(mass_kg)  # in place
     dose_by_order = None if order_sum is None else order_sum * (KEV_TO_J / done) * per_kg
     dose = np.multiply(per_kg, energy, out=per_kg)
@@ -360,7 +359,9 @@ def _check_factor(factor, grid: Grid) -> tuple[int, int, int]:
 
 
 def _coarsen(volume: np.ndarray, factor) -> np.ndarray:
-    """Sum blocks of `factor` voxels."""
+    """Sum blocks of `factor` voxels (float64); `volume` itself, uncopied, for factor (1, 1, 1)."""
+    if tuple(factor) == (1, 1, 1):
+        return volume
     (nz, ny, nx), (fz, fy, fx) = volume.shape, factor
     return volume.reshape(nz // fz, fz, ny // fy, fy, nx // fx, fx).sum(axis=(1, 3, 5), dtype=np.float64)
 

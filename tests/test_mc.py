@@ -349,6 +349,27 @@ def test_ray_box_distances_match_the_slab_method_per_axis():
     assert not np.any(np.all((path > lo) & (path < hi), axis=-1))
 
 
+@pytest.mark.parametrize("block_voxels", [0, 2])
+def test_a_photon_that_meets_nothing_crosses_the_world_in_one_step(block_voxels, getkey):
+    """A flight that reaches a face of the grid flies on in the other region in the same step:
+    to the grid, across it and out of the world (vacuum), three flights, one step."""
+    empty = _slab(width=20.0, thickness_mm=20.0, density=0.0)
+    source = pd.sources.ConeBeam(MONO60, (0.0, -100.0, 0.0), (0.0, 0.0, 0.0), (10.0, 10.0))
+    n = 1024
+    r = pd.mc.simulate(
+        empty,
+        source,
+        n_photons=n,
+        key=getkey(),
+        lanes=n,
+        n_batches=1,
+        majorant_block_voxels=block_voxels,
+        world_medium=None,
+    )
+    assert r.steps == n and r.flights == 3 * n and r.interactions == 0
+    assert r.escaped_kev == pytest.approx(r.incident_kev, rel=1e-6)
+
+
 def test_majorant_blocks_give_the_global_majorant_result(getkey):
     """Water with a thin dense lead layer: 2-voxel majorant blocks (flights stop at block faces)
     transport the same physics as one global majorant, in fewer steps."""

@@ -78,6 +78,7 @@ class World(eqx.Module):
     table: MaterialTable  # the phantom's materials, then the world medium (last)
     scatter: ScatterTables
     majorant_per_mm: Float[Array, "b k"]  # per block and energy band, 1/mm
+    overall_majorant_per_mm: Float[Array, " k"]  # the largest of the blocks', per energy band
     band_of_interval: Int[Array, " i"]  # energy band of each cross-section node interval
     box_lo_mm: Float[Array, " 3"]
     box_hi_mm: Float[Array, " 3"]
@@ -127,6 +128,7 @@ class World(eqx.Module):
             table,
             ScatterTables.from_table(table),
             jnp.asarray(majorant, dtype),
+            jnp.asarray(majorant.max(axis=0), dtype),
             jnp.asarray(bands, jnp.int32),
             jnp.asarray(lo, dtype),
             jnp.asarray(hi, dtype),
@@ -502,24 +504,30 @@ _SEARCHING, _COLLIDED, _CROSSED, _IDLE = 0, 1, 2, 3
 
 class Flight(eqx.Module):
     """Where each lane's flights of one step ended: after `travel_mm` along its direction, at a
-    real collision (`collide`), at a boundary (`crossing`; `escaped` when it is the world's,
-    `leaves_grid` when a photon in the grid leaves it there) or, neither, still in flight;
-    `flights`: how many flights it took."""
+    real collision (`collide`), at a boundary that ends the step (`crossing`: a majorant
+    block's face, or the world's, `escaped`) or, neither, still in flight; `in_grid`: whether
+    it ended in the grid; `flights`: how many flights it took."""
 
     travel_mm: Float[Array, " n"]
     collide: Bool[Array, " n"]
     crossing: Bool[Array, " n"]
     escaped: Bool[Array, " n"]
-    leaves_grid: Bool[Array, " n"]
+    in_grid: Bool[Array, " n"]
     flights: Int[Array, " n"]
 
 
 def _fly(world: World, state: PhotonState, moving: Bool[Array, " n"], key) -> Flight:
-    """One step's flights of the `moving` lanes (see `_step`)."""
+    """One step's flights of the `moving` lanes (see `_step`).
+
+    A flight that reaches one of the grid's faces flies on in the same step: out of the grid
+    into the medium, with the medium's attenuation, to the world's boundary (the grid is a
+    box, so a straight path never comes back to it), or from the medium into the grid, with
+    the grid's overall majorant, to the grid's far face. A source photon then needs no step
+    of its own to reach the grid, nor a photon leaving it one to escape.
+    """
     e = state.energy_kev
     n = e.shape[0]
     dtype = e.dtype
-    in_grid = state.in_grid
     lo, hi = _box(world.grid, dtype)
     t_near, t_far = ray_box(lo, hi, state.pos_mm, state.direction)
     _, t_world = ray_box(world.box_lo_mm, world.box_hi_mm, state.pos_mm, state.direction)
@@ -527,31 +535,36 @@ def _fly(world: World, state: PhotonState, moving: Bool[Array, " n"], key) -> Fl
     t_entry = jnp.where(enters, jnp.maximum(t_near, 0.0), jnp.inf)
     medium = jnp.full((n,), world.medium_id, jnp.int32)
     mu_medium = world.table.mu_cm2_g(medium, e) * (0.1 * world.medium_density_g_cm3)
+    band = world.band_of_interval[energy_interval(e)]
     if world.block_voxels == world.grid.shape:  # one global majorant: the block is the grid
         block, t_block = jnp.zeros(n, jnp.int32), t_far
     else:
         block, block_lo, block_hi = _block_of(world, state.pos_mm)
         t_block = jnp.minimum(ray_box(block_lo, block_hi, state.pos_mm, state.direction)[1], t_far)
-    mu_grid = world.majorant_per_mm[block, world.band_of_interval[energy_interval(e)]]
-    mu_flight = jnp.where(in_grid, mu_grid, mu_medium)
-    safe_mu = jnp.where(mu_flight > 0, mu_flight, 1.0)
+    mu_entered = world.overall_majorant_per_mm[band]
+    in_grid = state.in_grid
+    mu_flight = jnp.where(in_grid, world.majorant_per_mm[block, band], mu_medium)
     boundary = jnp.maximum(jnp.where(in_grid, t_block, jnp.minimum(t_entry, t_world)), 0.0)
+    # whether the boundary is one of the grid's faces (a block face within rounding of a grid
+    # face is the grid face), where the flight goes on in the other region
+    at_face = jnp.where(in_grid, t_far <= t_block + 0.1 * _NUDGE_MM, t_entry < t_world)
     # mu/rho of every material at each lane's energy, (m, n): a tentative collision picks its
     # material's row (`_column`); rows, not columns, since the selects then read contiguously
     mu_mass = world.table.mu_every_cm2_g(e).T
 
     # each lane's flights end in one state: _SEARCHING (still flying), _COLLIDED (a real
-    # collision), _CROSSED (a boundary) or _IDLE (not moving this step); one carry that each
-    # flight writes once (separate flags made XLA compute the collision test twice)
+    # collision), _CROSSED (a boundary that ends the step) or _IDLE (not moving this step); one
+    # carry that each flight writes once (separate flags made XLA compute the collision test twice)
     def cond(carry):
-        k, _, status, _ = carry
+        k, _, status, *_ = carry
         return (k < _FLIGHTS_PER_STEP) & jnp.any(status == _SEARCHING)
 
     def body(carry):
-        k, travel, status, flights = carry
+        k, travel, status, flights, in_grid, mu_flight, boundary, at_face = carry
         searching = status == _SEARCHING
         flights = flights + searching.astype(jnp.int32)
         u_free, u_real = rng.uniform(rng.fold_in(key, k), (2, n), dtype=dtype, minval=1e-12, maxval=1.0)
+        safe_mu = jnp.where(mu_flight > 0, mu_flight, 1.0)
         free_path = jnp.where(mu_flight > 0, -jnp.log(u_free) / safe_mu, jnp.inf)
         hit = searching & (travel + free_path < boundary)
         cross = searching & ~hit
@@ -561,18 +574,20 @@ def _fly(world: World, state: PhotonState, moving: Bool[Array, " n"], key) -> Fl
         m, rho = world.at(flat)
         mu = _column(mu_mass, m)
         real = hit & (~in_grid | (u_real * mu_flight < mu * (0.1 * rho)))
-        status = jnp.where(cross, _CROSSED, jnp.where(real, _COLLIDED, status))
-        return k + 1, travel, status, flights
+        on = cross & at_face  # flies on in the other region
+        status = jnp.where(cross & ~at_face, _CROSSED, jnp.where(real, _COLLIDED, status))
+        in_grid = in_grid ^ on
+        mu_flight = jnp.where(on, jnp.where(in_grid, mu_entered, mu_medium), mu_flight)
+        boundary = jnp.where(on, jnp.where(in_grid, t_far, t_world), boundary)
+        at_face = jnp.where(on, in_grid, at_face)
+        return k + 1, travel, status, flights, in_grid, mu_flight, boundary, at_face
 
     status = jnp.where(moving, _SEARCHING, _IDLE).astype(jnp.int32)
     init = (jnp.zeros((), jnp.int32), jnp.zeros(n, dtype), status, jnp.zeros(n, jnp.int32))
-    _, travel, status, flights = jax.lax.while_loop(cond, body, init)
+    init = init + (in_grid, mu_flight, boundary, at_face)
+    _, travel, status, flights, in_grid, *_ = jax.lax.while_loop(cond, body, init)
     collide, crossing = status == _COLLIDED, status == _CROSSED
-    escaped = crossing & ~in_grid & (t_world <= t_entry)
-    # a crossing in the grid leaves it only at the grid's own faces, not at a block's (a block
-    # face within rounding of a grid face is the grid face)
-    leaves_grid = in_grid & (t_far <= t_block + 0.1 * _NUDGE_MM)
-    return Flight(travel, collide, crossing, escaped, leaves_grid, flights)
+    return Flight(travel, collide, crossing, crossing & ~in_grid, in_grid, flights)
 
 
 def _column(table: Float[Array, "m n"], m: Int[Array, " n"]) -> Float[Array, " n"]:
@@ -587,18 +602,18 @@ def _column(table: Float[Array, "m n"], m: Int[Array, " n"]) -> Float[Array, " n
 def _step(world: World, state: PhotonState, bank, tally: ChunkTally, key, cutoff_kev, disks, steering):
     """One flight-and-interaction step of every lane.
 
-    In the grid, flights use the majorant (Woodcock): up to `_FLIGHTS_PER_STEP` tentative
-    collisions per step, the virtual ones passed over, until a real collision or the grid's
-    (or block's) boundary; in the world medium, one flight with its exact attenuation to a
-    collision, the grid entry or the world boundary (escape). Exponential flights are
-    memoryless, so restarting them at boundaries is exact. Then the real collisions interact.
+    Up to `_FLIGHTS_PER_STEP` flights per lane (`_fly`): in the grid with the majorant
+    (Woodcock), the virtual collisions passed over; in the world medium with its exact
+    attenuation. They end at a real collision, at a majorant block's face or at the world's
+    boundary (escape); at the grid's own faces they fly on in the other region. Exponential
+    flights are memoryless, so restarting them at boundaries is exact. Then the real
+    collisions interact.
     """
     k_free, k_kind, k_inc, k_coh, k_phi, k_copy = rng.split(key, 6)
     e = state.energy_kev
     n = e.shape[0]
     dtype = e.dtype
     moving = state.alive & (state.pending == 0)
-    in_grid = state.in_grid
     flight = _fly(world, state, moving, k_free)
     real, escaped, travel = flight.collide, flight.escaped, flight.travel_mm
     crossing = flight.crossing & ~escaped
@@ -616,7 +631,7 @@ def _step(world: World, state: PhotonState, bank, tally: ChunkTally, key, cutoff
     alive = state.alive & ~escaped
 
     flat, _ = voxel_index(world.grid, pos)
-    inside = jnp.where(crossing, ~in_grid | ~flight.leaves_grid, in_grid)
+    inside = flight.in_grid
     m, rho = world.at(flat)
     m = jnp.where(inside, m, world.medium_id)
     rho = jnp.where(inside, rho, world.medium_density_g_cm3) * 0.1  # x (cm^2/g) -> 1/mm

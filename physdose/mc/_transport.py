@@ -511,9 +511,13 @@ class Flight(eqx.Module):
     travel_mm: Float[Array, " n"]
     collide: Bool[Array, " n"]
     crossing: Bool[Array, " n"]
-    escaped: Bool[Array, " n"]
     in_grid: Bool[Array, " n"]
     flights: Int[Array, " n"]
+
+    @property
+    def escaped(self) -> Bool[Array, " n"]:
+        """Crossed the world's boundary: the only boundary outside the grid that ends a step."""
+        return self.crossing & ~self.in_grid
 
 
 def _fly(world: World, state: PhotonState, moving: Bool[Array, " n"], key) -> Flight:
@@ -536,14 +540,15 @@ def _fly(world: World, state: PhotonState, moving: Bool[Array, " n"], key) -> Fl
     medium = jnp.full((n,), world.medium_id, jnp.int32)
     mu_medium = world.table.mu_cm2_g(medium, e) * (0.1 * world.medium_density_g_cm3)
     band = world.band_of_interval[energy_interval(e)]
+    mu_entered = world.overall_majorant_per_mm[band]
     if world.block_voxels == world.grid.shape:  # one global majorant: the block is the grid
-        block, t_block = jnp.zeros(n, jnp.int32), t_far
+        mu_block, t_block = mu_entered, t_far
     else:
         block, block_lo, block_hi = _block_of(world, state.pos_mm)
+        mu_block = world.majorant_per_mm[block, band]
         t_block = jnp.minimum(ray_box(block_lo, block_hi, state.pos_mm, state.direction)[1], t_far)
-    mu_entered = world.overall_majorant_per_mm[band]
     in_grid = state.in_grid
-    mu_flight = jnp.where(in_grid, world.majorant_per_mm[block, band], mu_medium)
+    mu_flight = jnp.where(in_grid, mu_block, mu_medium)
     boundary = jnp.maximum(jnp.where(in_grid, t_block, jnp.minimum(t_entry, t_world)), 0.0)
     # whether the boundary is one of the grid's faces (a block face within rounding of a grid
     # face is the grid face), where the flight goes on in the other region
@@ -587,7 +592,7 @@ def _fly(world: World, state: PhotonState, moving: Bool[Array, " n"], key) -> Fl
     init = init + (in_grid, mu_flight, boundary, at_face)
     _, travel, status, flights, in_grid, *_ = jax.lax.while_loop(cond, body, init)
     collide, crossing = status == _COLLIDED, status == _CROSSED
-    return Flight(travel, collide, crossing, crossing & ~in_grid, in_grid, flights)
+    return Flight(travel, collide, crossing, in_grid, flights)
 
 
 def _column(table: Float[Array, "m n"], m: Int[Array, " n"]) -> Float[Array, " n"]:

@@ -164,6 +164,13 @@ def test_same_key_same_result_and_dose_is_linear_in_photons(getkey):
     a = pd.mc.simulate(phantom, source, n_photons=5_000, key=key, lanes=1024, n_batches=2)
     b = pd.mc.simulate(phantom, source, n_photons=5_000, key=key, lanes=1024, n_batches=2)
     np.testing.assert_array_equal(a.energy_imparted_kev, b.energy_imparted_kev)
+    # batches one after another or side by side (threads; the host sums them in batch order)
+    one, three = (
+        pd.mc.simulate(phantom, source, n_photons=5_000, key=key, lanes=512, n_batches=5, parallel_batches=k)
+        for k in (1, 3)
+    )
+    np.testing.assert_array_equal(one.energy_imparted_kev, three.energy_imparted_kev)
+    np.testing.assert_array_equal(one.rel_sigma, three.rel_sigma)
     np.testing.assert_allclose(a.scaled(1e6).dose_gy, a.dose_gy * 1e6, rtol=1e-6)
     np.testing.assert_allclose(a.scaled(1e6).sigma_gy, a.sigma_gy * 1e6, rtol=1e-6)
     assert np.all(np.isfinite(a.sigma_gy)) and np.all(np.asarray(a.sigma_gy) >= 0)
@@ -175,6 +182,8 @@ def test_bad_simulation_inputs_raise_clear_errors(getkey):
     away = pd.sources.PencilBeam(MONO60, (0.0, -200.0, 0.0), (0.0, -1.0, 0.0))
     with pytest.raises(ValueError, match="n_photons"):
         pd.mc.simulate(phantom, toward, n_photons=0, key=getkey())
+    with pytest.raises(ValueError, match="parallel_batches"):
+        pd.mc.simulate(phantom, toward, n_photons=100, key=getkey(), parallel_batches=0)
     with pytest.raises(ValueError, match="miss"):
         pd.mc.simulate(phantom, away, n_photons=100, key=getkey())
     with pytest.raises(TypeError, match="source"):

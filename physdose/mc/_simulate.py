@@ -1,7 +1,10 @@
 """`simulate`: Monte Carlo dose in a phantom from a source, with batch statistics."""
 
+import collections
 import dataclasses
 import math
+import os
+from concurrent.futures import ThreadPoolExecutor
 
 import equinox as eqx
 import jax
@@ -111,6 +114,7 @@ def simulate(
     progress: bool = False,
     by_scatter_order: bool = False,
     max_steps_per_chunk: int = 10_000_000,
+    parallel_batches: int | None = None,
 ) -> MCResult:
     """Monte Carlo photon transport of `n_photons` source photons through `phantom`.
 
@@ -122,7 +126,8 @@ def simulate(
     are tracked through it exactly and leave the simulation at its boundary. Photons run
     in `lanes` parallel lanes refilled from the source; the run is split into `n_batches`
     chunks of equal size, one jit-compiled call each (compiled once per grid shape and
-    lane count), whose spread gives the uncertainties. Memory does not grow with `n_photons`.
+    lane count; `parallel_batches` of them run at once), whose spread gives the
+    uncertainties. Memory does not grow with `n_photons`.
 
     Args:
         phantom: the voxel phantom.
@@ -146,6 +151,10 @@ def simulate(
         progress: show a progress bar over batches.
         by_scatter_order: also return the dose split by scatter order (`MCResult.dose_by_order_gy`;
             triples the tally's memory).
+        parallel_batches: batches transported at once, each from a thread of its own (each
+            holds a dose tally of the grid's size); None: one per CPU core on a CPU (XLA runs a
+            batch of 16384 lanes on about one core), one per device on accelerators. The
+            result does not depend on it.
 
     Returns:
         MCResult per source photon.
@@ -164,6 +173,8 @@ def simulate(
         raise ValueError(f"n_batches must be an int in 1..n_photons, got {n_batches!r}")
     if not isinstance(lanes, int) or lanes < 1:
         raise ValueError(f"lanes must be a positive int, got {lanes!r}")
+    if parallel_batches is not None and (not isinstance(parallel_batches, int) or parallel_batches < 1):
+        raise ValueError(f"parallel_batches must be None or a positive int, got {parallel_batches!r}")
     if not 1.0 <= energy_cutoff_kev < 150.0:
         raise ValueError(f"energy_cutoff_kev must lie in 1-150 keV, got {energy_cutoff_kev!r}")
     factor = _check_factor(dose_grid_factor, phantom.grid)
@@ -225,39 +236,40 @@ def simulate(
 
     devices = jax.local_devices()
     placed = [jax.device_put((world, beam, stack, steering), d) for d in devices]
+    static = dict(lanes=lanes, cutoff_kev=float(energy_cutoff_kev), max_steps=max_steps_per_chunk, orders=orders)
+    budgets = [min(chunk, n_photons - b * chunk) for b in range(n_batches)]
+    budgets = [n for n in budgets if n > 0]
+    at_once = _parallel_batches(parallel_batches, devices, len(budgets))
+    for w, bm, dk, st in placed[: min(len(devices), len(budgets))]:  # compiled here, not by racing threads
+        run.lower(w, bm, jnp.asarray(chunk), key, disks=dk, steering=st, **static).compile()
+
+    def transport(b):
+        w, bm, dk, st = placed[b % len(devices)]
+        tally = run(w, bm, jnp.asarray(budgets[b]), jax.random.fold_in(key, b), disks=dk, steering=st, **static)
+        return jax.block_until_ready(tally)
+
     bar = None
     if progress:
         from tqdm.auto import tqdm
 
-        bar = tqdm(total=n_batches, desc="mc.simulate", unit="batch")
-    in_flight = []
-    done = 0
-    for b in range(n_batches):
-        budget = min(chunk, n_photons - done)
-        if budget <= 0:
-            break
-        w, bm, dk, st = placed[b % len(devices)]
-        tally = run(
-            w,
-            bm,
-            jnp.asarray(budget),
-            jax.random.fold_in(key, b),
-            lanes=lanes,
-            cutoff_kev=float(energy_cutoff_kev),
-            max_steps=max_steps_per_chunk,
-            disks=dk,
-            steering=st,
-            orders=orders,
-        )  # dispatched asynchronously
-        in_flight.append((b, budget, tally))
-        done += budget
-        # a batch per device keeps running while the oldest is collected on the host (in batch
-        # order: the same sums for a key); at most len(devices) + 1 tallies are alive at once
-        last = b == n_batches - 1 or done >= n_photons
-        while len(in_flight) > (0 if last else len(devices)):
-            collect(*in_flight.pop(0))
+        bar = tqdm(total=len(budgets), desc="mc.simulate", unit="batch")
+    # each batch runs in a thread of its own (a CPU call runs where it is made, on about one
+    # core at 16384 lanes), `at_once` at a time, while the host collects the finished ones in
+    # batch order (the same sums for a key); at most at_once + 1 tallies are alive at once
+    pool = ThreadPoolExecutor(at_once, thread_name_prefix="mc.simulate")
+    try:
+        pending = collections.deque(pool.submit(transport, b) for b in range(min(at_once + 1, len(budgets))))
+        for b in range(len(budgets)):
+            tally = pending.popleft().result()
+            if b + len(pending) + 1 < len(budgets):
+                pending.append(pool.submit(transport, b + len(pending) + 1))
+            collect(b, budgets[b], tally)
+            del tally
             if bar is not None:
                 bar.update(1)
+    finally:
+        pool.shutdown(cancel_futures=True)
+    done = sum(budgets)
     if bar is not None:
         bar.close()
 
@@ -345,6 +357,16 @@ def _reciprocal_or_zero(x: np.ndarray) -> np.ndarray:
         np.reciprocal(x, out=x)
     x[empty] = 0.0
     return x
+
+
+def _parallel_batches(requested: int | None, devices, n_batches: int) -> int:
+    """Batches to transport at once: `requested`, or one per device, or on a CPU one per core."""
+    if requested is None:
+        requested = len(devices)
+        if devices[0].platform == "cpu":
+            cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
+            requested = max(requested, cores or 1)
+    return max(1, min(requested, n_batches))
 
 
 def _check_factor(factor, grid: Grid) -> tuple[int, int, int]:

@@ -2,6 +2,7 @@
 
 import collections
 import dataclasses
+import functools
 import math
 import os
 from concurrent.futures import ThreadPoolExecutor
@@ -196,37 +197,33 @@ def simulate(
 
     labels = np.asarray(phantom.organ_labels).ravel()
     organ_names = list(phantom.organs)
-    organ_index = np.zeros(labels.max(initial=0) + 1, np.int64)
+    organ_index = np.zeros(labels.max(initial=0) + 1, np.int32)
     for i, name in enumerate(organ_names):
         organ_index[phantom.organs[name]] = i + 1
-    voxel_organ = organ_index[labels]
-
+    # a segment per z slice and organ (0: none): float32 sums of at most a slice's voxels
     shape = phantom.grid.shape
+    n_organs = len(organ_names) + 1
+    segment = (
+        organ_index[labels].reshape(shape) + n_organs * np.arange(shape[0], dtype=np.int32)[:, None, None]
+    ).ravel()
     coarse_shape = tuple(n // f for n, f in zip(shape, factor))
     orders = 3 if by_scatter_order else 1
-    # per batch, in place (a 1 mm torso's 42 M voxels make each pass over them ~20-40 ms and
-    # each new array's first touch as much again): the energy imparted summed over orders,
-    # then its sums over batches (and those of the organs and disks)
-    fine = np.empty(phantom.grid.num_voxels)
-    voxels = _BatchSums(math.prod(coarse_shape))
-    organs = _BatchSums(len(organ_names) + 1)
-    planes = _BatchSums((len(disks), 4))
-    order_sum = np.zeros((orders, math.prod(coarse_shape))) if orders > 1 else None
+    # per batch on the device: its voxel (coarse), organ and disk totals, summed over batches
+    voxels, organs, planes = _BatchSums(), _BatchSums(), _BatchSums()
+    order_sum = None
     totals = {"escaped": 0.0, "incident": 0.0, "medium": 0.0, "steps": 0, "flights": 0, "interactions": 0}
     sizes = []
 
-    def collect(b, budget, t):
+    def collect(b, budget, t, summary):
         if int(t.started) != budget:
             raise RuntimeError(f"batch {b} started {int(t.started)} of {budget} photons (max_steps_per_chunk reached?)")
-        by_order = np.asarray(t.energy_kev).reshape(orders, -1)  # keV imparted in this batch (float32)
-        np.copyto(fine, by_order[0])
-        for o in by_order[1:]:
-            np.add(fine, o, out=fine)
-        organs.add(np.bincount(voxel_organ, weights=fine, minlength=len(organ_names) + 1), budget)
-        if order_sum is not None:
-            np.add(order_sum, [_coarsen(o.reshape(shape), factor).ravel() for o in by_order], out=order_sum)
-        voxels.add(_coarsen(fine.reshape(shape), factor).ravel(), budget)
-        planes.add(np.asarray(t.plane, dtype=np.float64), budget)
+        nonlocal order_sum
+        summary = jax.device_put(summary, devices[0])
+        voxels.add(summary.voxels, budget)
+        organs.add(summary.organs, budget)
+        planes.add(jax.device_put(t.plane, devices[0]), budget)
+        if orders > 1:
+            order_sum = summary.by_order if order_sum is None else order_sum + summary.by_order
         for name in ("escaped", "incident", "medium"):
             totals[name] += float(getattr(t, f"{name}_kev"))
         totals["steps"] += round(float(t.steps))
@@ -235,18 +232,19 @@ def simulate(
         sizes.append(budget)
 
     devices = jax.local_devices()
-    placed = [jax.device_put((world, beam, stack, steering), d) for d in devices]
+    placed = [jax.device_put((world, beam, stack, steering, segment), d) for d in devices]
     static = dict(lanes=lanes, cutoff_kev=float(energy_cutoff_kev), max_steps=max_steps_per_chunk, orders=orders)
     budgets = [min(chunk, n_photons - b * chunk) for b in range(n_batches)]
     budgets = [n for n in budgets if n > 0]
     at_once = _parallel_batches(parallel_batches, devices, len(budgets))
-    for w, bm, dk, st in placed[: min(len(devices), len(budgets))]:  # compiled here, not by racing threads
+    for w, bm, dk, st, _ in placed[: min(len(devices), len(budgets))]:  # compiled here, not by racing threads
         run.lower(w, bm, jnp.asarray(chunk), key, disks=dk, steering=st, **static).compile()
 
     def transport(b):
-        w, bm, dk, st = placed[b % len(devices)]
+        w, bm, dk, st, seg = placed[b % len(devices)]
         tally = run(w, bm, jnp.asarray(budgets[b]), jax.random.fold_in(key, b), disks=dk, steering=st, **static)
-        return jax.block_until_ready(tally)
+        summary = _summarise(tally.energy_kev, seg, shape=shape, factor=factor, n_organs=n_organs)
+        return jax.block_until_ready((dataclasses.replace(tally, energy_kev=None), summary))  # the grid's tally freed
 
     bar = None
     if progress:
@@ -254,17 +252,17 @@ def simulate(
 
         bar = tqdm(total=len(budgets), desc="mc.simulate", unit="batch")
     # each batch runs in a thread of its own (a CPU call runs where it is made, on about one
-    # core at 16384 lanes), `at_once` at a time, while the host collects the finished ones in
-    # batch order (the same sums for a key); at most at_once + 1 tallies are alive at once
+    # core at 16384 lanes), `at_once` at a time, while the finished ones are summed in batch
+    # order (the same sums for a key); at most at_once + 1 batches' tallies are alive at once
     pool = ThreadPoolExecutor(at_once, thread_name_prefix="mc.simulate")
     try:
         pending = collections.deque(pool.submit(transport, b) for b in range(min(at_once + 1, len(budgets))))
         for b in range(len(budgets)):
-            tally = pending.popleft().result()
+            tally, summary = pending.popleft().result()
             if b + len(pending) + 1 < len(budgets):
                 pending.append(pool.submit(transport, b + len(pending) + 1))
-            collect(b, budgets[b], tally)
-            del tally
+            collect(b, budgets[b], tally, summary)
+            del tally, summary
             if bar is not None:
                 bar.update(1)
     finally:
@@ -273,90 +271,101 @@ def simulate(
     if bar is not None:
         bar.close()
 
-    # in place of the sums and of `fine` (new arrays of a 1 mm torso's size cost ~0.25 s each
-    # on first touch)
     energy, rel = voxels.finish(sizes)
-    organ, organ_rel = organs.finish(sizes)
+    organ, organ_rel = (np.asarray(v, np.float64) for v in organs.finish(sizes))
     disk, disk_rel = planes.finish(sizes)
-    mass_kg = np.multiply(rho.ravel(), phantom.grid.voxel_volume_mm3 * 1e-6, out=fine)
-    mass_kg = _coarsen(mass_kg.reshape(shape), factor).ravel()
-    per_kg = _reciprocal_or_zero(mass_kg)  # in place
-    dose_by_order = None if order_sum is None else order_sum * (KEV_TO_J / done) * per_kg
-    dose = np.multiply(per_kg, energy, out=per_kg)
-    dose *= KEV_TO_J
+    per_kg = _per_kg(jax.device_put(phantom.density_g_cm3, devices[0]), phantom.grid.voxel_volume_mm3, factor)
     dtype = phantom.density_g_cm3.dtype
     grid = _coarse_grid(phantom.grid, factor)
     return MCResult(
         grid,
-        _on_device(energy.reshape(coarse_shape), dtype),
-        _on_device(dose.reshape(coarse_shape), dtype),
-        _on_device(rel.reshape(coarse_shape), dtype),
+        energy.reshape(coarse_shape).astype(dtype),
+        (energy * (KEV_TO_J * per_kg)).reshape(coarse_shape).astype(dtype),
+        rel.reshape(coarse_shape).astype(dtype),
         FrozenDict({name: float(organ[i + 1]) for i, name in enumerate(organ_names)}),
         FrozenDict({name: float(organ_rel[i + 1]) for i, name in enumerate(organ_names)}),
         totals["escaped"] / done,
         totals["medium"] / done,
         totals["incident"] / done,
-        jnp.asarray(disk, dtype),
-        jnp.asarray(disk_rel, dtype),
+        disk.astype(dtype),
+        disk_rel.astype(dtype),
         int(done),
         len(sizes),
         totals["steps"],
         totals["flights"],
         totals["interactions"],
-        None if dose_by_order is None else _on_device(dose_by_order.reshape((orders,) + coarse_shape), dtype),
+        None
+        if order_sum is None
+        else (order_sum * (KEV_TO_J / done * per_kg)[None]).reshape((orders,) + coarse_shape).astype(dtype),
     )
 
 
-class _BatchSums:
-    """Sums over batches of a tally's per-batch totals x_b (b: a batch of n_b photons): sum
-    x_b and sum x_b^2 / n_b, float64, updated in place; then the batch method's mean per
-    photon and its relative standard uncertainty."""
+class _Summary(eqx.Module):
+    """One batch's energy imparted (keV): per voxel of the scoring grid (flat), by scatter
+    order (orders, v) when tallied so (else None), per organ (index 0: no organ)."""
 
-    def __init__(self, shape):
-        self.total = np.zeros(shape)
-        self.squares = np.zeros(shape)
-        self._scratch = np.empty(shape)
+    voxels: Float[Array, " v"]
+    by_order: Float[Array, "o v"] | None
+    organs: Float[Array, " k"]
+
+
+@functools.partial(jax.jit, static_argnames=("shape", "factor", "n_organs"))
+def _summarise(energy_kev, segment, *, shape, factor, n_organs) -> _Summary:
+    """`ChunkTally.energy_kev` (orders * voxels) summed over orders, over scoring voxels of
+    `factor` transport voxels and over organs (`segment`: z slice x n_organs + organ)."""
+    by_order = energy_kev.reshape((-1,) + shape)
+    total = by_order.sum(axis=0)
+    per_slice = jax.ops.segment_sum(total.ravel(), segment, num_segments=shape[0] * n_organs)
+    organs = per_slice.reshape(shape[0], n_organs).sum(axis=0)
+    voxels = _coarsen(total, factor).ravel()
+    split = jax.vmap(lambda v: _coarsen(v, factor).ravel())(by_order) if by_order.shape[0] > 1 else None
+    return _Summary(voxels, split, organs)
+
+
+class _BatchSums:
+    """Sums over batches of per-batch totals x_b (batch b of n_b photons), on the device: with
+    the first batch's values per photon r, sum y_b and sum y_b^2 / n_b of y_b = x_b - n_b r
+    (shifted, so float32 sums keep the variance free of cancellation); then the batch
+    method's mean per photon and its relative standard uncertainty."""
+
+    def __init__(self):
+        self._sums = None  # (r, sum y, sum y^2 / n)
 
     def add(self, x, n: int) -> None:
-        """Add one batch's totals `x` (shape as constructed) of `n` photons."""
-        self.total += x
-        np.square(x, out=self._scratch)
-        self._scratch *= 1.0 / n
-        self.squares += self._scratch
+        """Add one batch's totals `x` (a float array, the same shape each batch) of `n` photons."""
+        n = jnp.asarray(n, x.dtype)
+        if self._sums is None:
+            self._sums = (x / n, jnp.zeros_like(x), jnp.zeros_like(x))
+        else:
+            self._sums = (self._sums[0], *_add_shifted(*self._sums, x, n))
 
-    def finish(self, sizes: list[int]) -> tuple[np.ndarray, np.ndarray]:
-        """Mean per photon and its relative standard uncertainty (inf where the mean is 0
-        or with fewer than two batches), computed in place of the sums; `sizes`: the batches'
-        photon counts."""
+    def finish(self, sizes: list[int]) -> tuple[Array, Array]:
+        """Mean per photon and its relative standard uncertainty (inf where the mean is 0 or
+        with fewer than two batches); `sizes`: the batches' photon counts."""
         done = sum(sizes)
-        mean = np.divide(self.total, done, out=self.total)
-        if len(sizes) < 2:
-            return mean, np.full_like(mean, np.inf)
-        # weighted batch variance of the per-photon mean (batches of (nearly) equal size)
-        var = np.divide(self.squares, done, out=self.squares)
-        var -= np.square(mean, out=self._scratch)
-        np.maximum(var, 0.0, out=var)
-        var *= sum(s**2 for s in sizes) / done**2
-        rel = np.sqrt(var, out=var)
-        with np.errstate(divide="ignore", invalid="ignore"):
-            rel /= mean
-        rel[~(mean > 0)] = np.inf
-        return mean, rel
+        weight = sum(s**2 for s in sizes) / done**2  # batches of (nearly) equal size
+        return _mean_and_rel(*self._sums, done, weight if len(sizes) > 1 else np.inf)
 
 
-def _on_device(x: np.ndarray, dtype) -> Array:
-    """`x` as a jax array of `dtype`, converted by NumPy (jnp.asarray(x, dtype) converting
-    float64 to float32 took ~1.6x as long on a 1 mm torso's voxels)."""
-    return jnp.asarray(np.asarray(x, dtype))
+@functools.partial(jax.jit, donate_argnums=(1, 2))
+def _add_shifted(ref, total, squares, x, n):
+    y = x - n * ref
+    return total + y, squares + y * y / n
 
 
-def _reciprocal_or_zero(x: np.ndarray) -> np.ndarray:
-    """1 / x where x > 0, else 0, in place of `x`."""
-    empty = ~(x > 0)
-    with np.errstate(divide="ignore"):
-        np.reciprocal(x, out=x)
-    x[empty] = 0.0
-    return x
+@jax.jit
+def _mean_and_rel(ref, total, squares, done, weight):
+    mean = ref + total / done
+    # weighted batch variance of the per-photon mean: (sum x^2/n - (sum x)^2/N) / N, shifted
+    var = jnp.maximum(squares - total * total / done, 0.0) / done * weight
+    return mean, jnp.where((mean > 0) & jnp.isfinite(var), jnp.sqrt(var) / jnp.where(mean > 0, mean, 1.0), jnp.inf)
+
+
+@functools.partial(jax.jit, static_argnames=("voxel_mm3", "factor"))
+def _per_kg(density_g_cm3, voxel_mm3, factor):
+    """1 / mass (1/kg) of each scoring voxel (flat), 0 where it is empty."""
+    mass_kg = _coarsen(density_g_cm3 * (voxel_mm3 * 1e-6), factor).ravel()
+    return jnp.where(mass_kg > 0, 1.0 / jnp.where(mass_kg > 0, mass_kg, 1.0), 0.0)
 
 
 def _parallel_batches(requested: int | None, devices, n_batches: int) -> int:
@@ -380,12 +389,12 @@ def _check_factor(factor, grid: Grid) -> tuple[int, int, int]:
     return f
 
 
-def _coarsen(volume: np.ndarray, factor) -> np.ndarray:
-    """Sum blocks of `factor` voxels (float64); `volume` itself, uncopied, for factor (1, 1, 1)."""
+def _coarsen(volume, factor):
+    """Sum blocks of `factor` voxels of a (z, y, x) jax array; `volume` itself for factor (1, 1, 1)."""
     if tuple(factor) == (1, 1, 1):
         return volume
     (nz, ny, nx), (fz, fy, fx) = volume.shape, factor
-    return volume.reshape(nz // fz, fz, ny // fy, fy, nx // fx, fx).sum(axis=(1, 3, 5), dtype=np.float64)
+    return volume.reshape(nz // fz, fz, ny // fy, fy, nx // fx, fx).sum(axis=(1, 3, 5))
 
 
 def _coarse_grid(grid: Grid, factor) -> Grid:

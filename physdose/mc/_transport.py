@@ -94,8 +94,6 @@ class World(eqx.Module):
         None to choose between 8-voxel blocks and a global majorant by the expected number
         of flight steps.
         """
-        ids = jnp.ravel(phantom.material_ids)
-        rho = jnp.ravel(phantom.density_g_cm3)
         materials = phantom.materials.materials
         names = [m.name for m in materials]
         air = get(medium) if medium is not None else get("air")
@@ -104,10 +102,10 @@ class World(eqx.Module):
         )
         grid = phantom.grid
         id_bits = max(1, (len(table) - 1).bit_length())
-        words = _pack(np.asarray(rho), np.asarray(ids), id_bits)
-        rho = jnp.asarray(_unpack(words, id_bits)[1])  # the densities transport sees
+        ids_np = np.asarray(phantom.material_ids).reshape(grid.shape)
+        words = _pack(np.asarray(phantom.density_g_cm3).ravel(), ids_np.ravel(), id_bits)
+        rho_np = _unpack(words, id_bits)[1].reshape(grid.shape)  # the densities transport sees
         mu_mass = np.asarray(_interval_maxima(table), np.float64)  # (m, i) cm^2/g
-        ids_np, rho_np = np.asarray(ids).reshape(grid.shape), np.asarray(rho).reshape(grid.shape)
         if block_voxels is None:
             densest = _densest(ids_np, rho_np, _block_shape(grid, 8), len(table))
             block_voxels = 8 if _blocks_pay(grid, densest, mu_mass, 8) else 0
@@ -121,7 +119,7 @@ class World(eqx.Module):
         pts = np.asarray(points_mm, dtype=np.float64).reshape(-1, 3)
         lo = np.minimum(lo, pts.min(axis=0)) - 10.0
         hi = np.maximum(hi, pts.max(axis=0)) + 10.0
-        dtype = rho.dtype
+        dtype = rho_np.dtype
         return cls(
             grid,
             jnp.asarray(words),

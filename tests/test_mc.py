@@ -8,6 +8,7 @@ import physdose as pd
 from physdose.materials import MaterialTable
 from physdose.mc import DiskScorer, sample_coherent, sample_incoherent
 from physdose.mc._interactions import HC_KEV_ANGSTROM, ScatterDensity, ScatterTables
+from physdose.mc._simulate import _BatchSums
 from physdose.mc._transport import World, _densest, _stage_lanes, ray_box, voxel_index
 
 MONO60 = pd.Spectrum.monoenergetic(60.0)
@@ -174,6 +175,26 @@ def test_same_key_same_result_and_dose_is_linear_in_photons(getkey):
     np.testing.assert_allclose(a.scaled(1e6).dose_gy, a.dose_gy * 1e6, rtol=1e-6)
     np.testing.assert_allclose(a.scaled(1e6).sigma_gy, a.sigma_gy * 1e6, rtol=1e-6)
     assert np.all(np.isfinite(a.sigma_gy)) and np.all(np.asarray(a.sigma_gy) >= 0)
+
+
+def test_batch_sums_in_float32_keep_the_small_spread_of_a_large_mean():
+    # per-photon means of 1e4 keV spread by 1e-5 between batches: sum x^2 / n - N mean^2 in
+    # float32 would lose the variance entirely (terms ~1e11, float32 spacing ~1e4)
+    rng = np.random.default_rng(0)
+    sizes = np.array([1000] * 9 + [400])
+    x = 1e4 * (1 + 1e-5 * rng.standard_normal((len(sizes), 3))) * sizes[:, None]
+    sums = _BatchSums()
+    for xb, n in zip(x, sizes):
+        sums.add(jnp.asarray(xb, jnp.float32), int(n))
+    mean, rel = sums.finish(sizes.tolist())
+    done = sizes.sum()
+    expected = x.sum(axis=0) / done  # the batch method in float64
+    var = (np.sum(x**2 / sizes[:, None], axis=0) / done - expected**2) * np.sum(sizes**2) / done**2
+    np.testing.assert_allclose(mean, expected, rtol=1e-6)
+    np.testing.assert_allclose(rel, np.sqrt(var) / expected, rtol=0.02)
+    one = _BatchSums()
+    one.add(jnp.asarray(x[0], jnp.float32), int(sizes[0]))
+    assert np.all(np.isinf(one.finish([int(sizes[0])])[1]))  # one batch: no uncertainty
 
 
 def test_bad_simulation_inputs_raise_clear_errors(getkey):

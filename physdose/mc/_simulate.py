@@ -256,11 +256,12 @@ def simulate(
     # order (the same sums for a key); at most at_once + 1 batches' tallies are alive at once
     pool = ThreadPoolExecutor(at_once, thread_name_prefix="mc.simulate")
     try:
-        pending = collections.deque(pool.submit(transport, b) for b in range(min(at_once + 1, len(budgets))))
+        ahead = at_once + 1  # batches submitted and not yet summed
+        pending = collections.deque(pool.submit(transport, b) for b in range(min(ahead, len(budgets))))
         for b in range(len(budgets)):
             tally, summary = pending.popleft().result()
-            if b + len(pending) + 1 < len(budgets):
-                pending.append(pool.submit(transport, b + len(pending) + 1))
+            if b + ahead < len(budgets):
+                pending.append(pool.submit(transport, b + ahead))
             collect(b, budgets[b], tally, summary)
             del tally, summary
             if bar is not None:

@@ -183,18 +183,19 @@ def test_batch_sums_in_float32_keep_the_small_spread_of_a_large_mean():
     rng = np.random.default_rng(0)
     sizes = np.array([1000] * 9 + [400])
     x = 1e4 * (1 + 1e-5 * rng.standard_normal((len(sizes), 3))) * sizes[:, None]
-    sums = _BatchSums()
+    sums = None
     for xb, n in zip(x, sizes):
-        sums.add(jnp.asarray(xb, jnp.float32), int(n))
-    mean, rel = sums.finish(sizes.tolist())
+        xb, n = jnp.asarray(xb, jnp.float32), jnp.float32(n)
+        sums = _BatchSums.first(xb, n) if sums is None else sums.add(xb, n)
     done = sizes.sum()
+    weight = np.sum(sizes**2) / done**2
+    mean, rel = sums.finish(float(done), weight)
     expected = x.sum(axis=0) / done  # the batch method in float64
-    var = (np.sum(x**2 / sizes[:, None], axis=0) / done - expected**2) * np.sum(sizes**2) / done**2
+    var = (np.sum(x**2 / sizes[:, None], axis=0) / done - expected**2) * weight
     np.testing.assert_allclose(mean, expected, rtol=1e-6)
     np.testing.assert_allclose(rel, np.sqrt(var) / expected, rtol=0.02)
-    one = _BatchSums()
-    one.add(jnp.asarray(x[0], jnp.float32), int(sizes[0]))
-    assert np.all(np.isinf(one.finish([int(sizes[0])])[1]))  # one batch: no uncertainty
+    one = _BatchSums.first(jnp.asarray(x[0], jnp.float32), jnp.float32(sizes[0]))
+    assert np.all(np.isinf(one.finish(float(sizes[0]), np.inf)[1]))  # one batch: no uncertainty
 
 
 def test_bad_simulation_inputs_raise_clear_errors(getkey):

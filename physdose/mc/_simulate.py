@@ -11,7 +11,7 @@ import equinox as eqx
 import jax
 import jax.numpy as jnp
 import numpy as np
-from jaxtyping import Array, Float, PRNGKeyArray
+from jaxtyping import Array, Float, PRNGKeyArray, PyTree
 
 from .._checks import is_concrete
 from .._frozen import FrozenDict
@@ -206,31 +206,7 @@ def simulate(
     segment = (
         organ_index[labels].reshape(shape) + n_organs * np.arange(shape[0], dtype=np.int32)[:, None, None]
     ).ravel()
-    coarse_shape = tuple(n // f for n, f in zip(shape, factor))
     orders = 3 if by_scatter_order else 1
-    # per batch on the device: its voxel (coarse), organ and disk totals, summed over batches
-    voxels, organs, planes = _BatchSums(), _BatchSums(), _BatchSums()
-    order_sum = None
-    totals = {"escaped": 0.0, "incident": 0.0, "medium": 0.0, "steps": 0, "flights": 0, "interactions": 0}
-    sizes = []
-
-    def collect(b, budget, t, summary):
-        if int(t.started) != budget:
-            raise RuntimeError(f"batch {b} started {int(t.started)} of {budget} photons (max_steps_per_chunk reached?)")
-        nonlocal order_sum
-        summary = jax.device_put(summary, devices[0])
-        voxels.add(summary.voxels, budget)
-        organs.add(summary.organs, budget)
-        planes.add(jax.device_put(t.plane, devices[0]), budget)
-        if orders > 1:
-            order_sum = summary.by_order if order_sum is None else order_sum + summary.by_order
-        for name in ("escaped", "incident", "medium"):
-            totals[name] += float(getattr(t, f"{name}_kev"))
-        totals["steps"] += round(float(t.steps))
-        totals["flights"] += round(float(t.flights))
-        totals["interactions"] += int(t.interactions)
-        sizes.append(budget)
-
     devices = jax.local_devices()
     placed = [jax.device_put((world, beam, stack, steering, segment), d) for d in devices]
     static = dict(lanes=lanes, cutoff_kev=float(energy_cutoff_kev), max_steps=max_steps_per_chunk, orders=orders)
@@ -242,9 +218,9 @@ def simulate(
 
     def transport(b):
         w, bm, dk, st, seg = placed[b % len(devices)]
-        tally = run(w, bm, jnp.asarray(budgets[b]), jax.random.fold_in(key, b), disks=dk, steering=st, **static)
-        summary = _summarise(tally.energy_kev, seg, shape=shape, factor=factor, n_organs=n_organs)
-        return jax.block_until_ready((dataclasses.replace(tally, energy_kev=None), summary))  # the grid's tally freed
+        t = run(w, bm, jnp.asarray(budgets[b]), jax.random.fold_in(key, b), disks=dk, steering=st, **static)
+        summary = _summarise(t.energy_kev, t.plane, seg, shape=shape, factor=factor, n_organs=n_organs)
+        return jax.block_until_ready((dataclasses.replace(t, energy_kev=None), summary))  # the grid's tally freed
 
     bar = None
     if progress:
@@ -252,8 +228,10 @@ def simulate(
 
         bar = tqdm(total=len(budgets), desc="mc.simulate", unit="batch")
     # each batch runs in a thread of its own (a CPU call runs where it is made, on about one
-    # core at 16384 lanes), `at_once` at a time, while the finished ones are summed in batch
-    # order (the same sums for a key); at most at_once + 1 batches' tallies are alive at once
+    # core at 16384 lanes) and is reduced there, `at_once` at a time, while this thread adds
+    # the finished ones to the sums in batch order (the same sums for a key); at most
+    # at_once + 1 batches' summaries are alive at once
+    sums, tallies = None, []  # _Sums on the first device; per batch its ChunkTally without the grid
     pool = ThreadPoolExecutor(at_once, thread_name_prefix="mc.simulate")
     try:
         ahead = at_once + 1  # batches submitted and not yet summed
@@ -262,111 +240,161 @@ def simulate(
             tally, summary = pending.popleft().result()
             if b + ahead < len(budgets):
                 pending.append(pool.submit(transport, b + ahead))
-            collect(b, budgets[b], tally, summary)
+            if int(tally.started) != budgets[b]:
+                raise RuntimeError(
+                    f"batch {b} started {int(tally.started)} of {budgets[b]} photons (max_steps_per_chunk reached?)"
+                )
+            summary = jax.device_put(summary, devices[0])
+            sums = _add_batch(sums, summary, jnp.asarray(budgets[b], summary.voxels.dtype))
+            tallies.append(tally)
             del tally, summary
             if bar is not None:
                 bar.update(1)
     finally:
         pool.shutdown(cancel_futures=True)
+        if bar is not None:
+            bar.close()
     done = sum(budgets)
-    if bar is not None:
-        bar.close()
+    totals = {
+        name: sum(float(getattr(t, f"{name}_kev")) for t in tallies) for name in ("escaped", "incident", "medium")
+    }
+    steps, flights = (sum(round(float(getattr(t, name))) for t in tallies) for name in ("steps", "flights"))
+    interactions = sum(int(t.interactions) for t in tallies)
 
-    energy, rel = voxels.finish(sizes)
-    organ, organ_rel = (np.asarray(v, np.float64) for v in organs.finish(sizes))
-    disk, disk_rel = planes.finish(sizes)
-    per_kg = _per_kg(jax.device_put(phantom.density_g_cm3, devices[0]), phantom.grid.voxel_volume_mm3, factor)
-    dtype = phantom.density_g_cm3.dtype
-    grid = _coarse_grid(phantom.grid, factor)
+    weight = sum(n**2 for n in budgets) / done**2 if len(budgets) > 1 else np.inf  # batches of (nearly) equal size
+    density = jax.device_put(phantom.density_g_cm3, devices[0])
+    out = _finish(sums, density, float(done), weight, voxel_mm3=phantom.grid.voxel_volume_mm3, factor=factor)
+    organ, organ_rel = (np.asarray(v, np.float64) for v in out.organs)
     return MCResult(
-        grid,
-        energy.reshape(coarse_shape).astype(dtype),
-        (energy * (KEV_TO_J * per_kg)).reshape(coarse_shape).astype(dtype),
-        rel.reshape(coarse_shape).astype(dtype),
+        _coarse_grid(phantom.grid, factor),
+        out.energy_kev,
+        out.dose_gy,
+        out.rel_sigma,
         FrozenDict({name: float(organ[i + 1]) for i, name in enumerate(organ_names)}),
         FrozenDict({name: float(organ_rel[i + 1]) for i, name in enumerate(organ_names)}),
         totals["escaped"] / done,
         totals["medium"] / done,
         totals["incident"] / done,
-        disk.astype(dtype),
-        disk_rel.astype(dtype),
+        out.disks[0],
+        out.disks[1],
         int(done),
-        len(sizes),
-        totals["steps"],
-        totals["flights"],
-        totals["interactions"],
-        None
-        if order_sum is None
-        else (order_sum * (KEV_TO_J / done * per_kg)[None]).reshape((orders,) + coarse_shape).astype(dtype),
+        len(budgets),
+        steps,
+        flights,
+        interactions,
+        out.dose_by_order_gy,
     )
+
+
+class _BatchSums(eqx.Module):
+    """Sums over batches of per-batch totals x_b (batch b of n_b photons; any PyTree of
+    arrays): with the first batch's values per photon r, sum y_b and sum y_b^2 / n_b of
+    y_b = x_b - n_b r (shifted, so float32 sums keep the variance free of cancellation);
+    then the batch method's mean per photon and its relative standard uncertainty."""
+
+    ref: PyTree[Array]
+    total: PyTree[Array]
+    squares: PyTree[Array]
+
+    @classmethod
+    def first(cls, x: PyTree[Array], n) -> "_BatchSums":
+        """The sums after one batch's totals `x` of `n` photons."""
+        zeros = jax.tree.map(jnp.zeros_like, x)
+        return cls(jax.tree.map(lambda v: v / n, x), zeros, zeros)
+
+    def add(self, x: PyTree[Array], n) -> "_BatchSums":
+        """The sums with one more batch's totals `x` (the same structure each batch) of `n` photons."""
+        y = jax.tree.map(lambda v, r: v - n * r, x, self.ref)
+        total = jax.tree.map(jnp.add, self.total, y)
+        return _BatchSums(self.ref, total, jax.tree.map(lambda s, v: s + v * v / n, self.squares, y))
+
+    def finish(self, done, weight) -> tuple[PyTree[Array], PyTree[Array]]:
+        """Mean per photon and its relative standard uncertainty (inf where the mean is 0):
+        `done` photons in all, `weight` = sum n_b^2 / done^2 (inf with a single batch)."""
+
+        mean = jax.tree.map(lambda r, t: r + t / done, self.ref, self.total)
+
+        def rel(mean, total, squares):
+            # weighted batch variance of the per-photon mean: (sum x^2/n - (sum x)^2/N) / N, shifted
+            var = jnp.maximum(squares - total * total / done, 0.0) / done * weight
+            ok = (mean > 0) & jnp.isfinite(var)
+            return jnp.where(ok, jnp.sqrt(var) / jnp.where(mean > 0, mean, 1.0), jnp.inf)
+
+        return mean, jax.tree.map(rel, mean, self.total, self.squares)
 
 
 class _Summary(eqx.Module):
     """One batch's energy imparted (keV): per voxel of the scoring grid (flat), by scatter
-    order (orders, v) when tallied so (else None), per organ (index 0: no organ)."""
+    order (orders, v) when tallied so (else None), per organ (index 0: no organ); and its
+    disk tallies (`ChunkTally.plane`)."""
 
     voxels: Float[Array, " v"]
     by_order: Float[Array, "o v"] | None
     organs: Float[Array, " k"]
+    disks: Float[Array, "p 4"]
 
 
 @functools.partial(jax.jit, static_argnames=("shape", "factor", "n_organs"))
-def _summarise(energy_kev, segment, *, shape, factor, n_organs) -> _Summary:
+def _summarise(energy_kev, plane, segment, *, shape, factor, n_organs) -> _Summary:
     """`ChunkTally.energy_kev` (orders * voxels) summed over orders, over scoring voxels of
     `factor` transport voxels and over organs (`segment`: z slice x n_organs + organ)."""
     by_order = energy_kev.reshape((-1,) + shape)
     total = by_order.sum(axis=0)
     per_slice = jax.ops.segment_sum(total.ravel(), segment, num_segments=shape[0] * n_organs)
     organs = per_slice.reshape(shape[0], n_organs).sum(axis=0)
-    voxels = _coarsen(total, factor).ravel()
     split = jax.vmap(lambda v: _coarsen(v, factor).ravel())(by_order) if by_order.shape[0] > 1 else None
-    return _Summary(voxels, split, organs)
+    return _Summary(_coarsen(total, factor).ravel(), split, organs, plane)
 
 
-class _BatchSums:
-    """Sums over batches of per-batch totals x_b (batch b of n_b photons), on the device: with
-    the first batch's values per photon r, sum y_b and sum y_b^2 / n_b of y_b = x_b - n_b r
-    (shifted, so float32 sums keep the variance free of cancellation); then the batch
-    method's mean per photon and its relative standard uncertainty."""
+class _Sums(eqx.Module):
+    """Batch sums of the summaries' voxels, organs and disks, and the plain sum by scatter order (or None)."""
 
-    def __init__(self):
-        self._sums = None  # (r, sum y, sum y^2 / n)
-
-    def add(self, x, n: int) -> None:
-        """Add one batch's totals `x` (a float array, the same shape each batch) of `n` photons."""
-        n = jnp.asarray(n, x.dtype)
-        if self._sums is None:
-            self._sums = (x / n, jnp.zeros_like(x), jnp.zeros_like(x))
-        else:
-            self._sums = (self._sums[0], *_add_shifted(*self._sums, x, n))
-
-    def finish(self, sizes: list[int]) -> tuple[Array, Array]:
-        """Mean per photon and its relative standard uncertainty (inf where the mean is 0 or
-        with fewer than two batches); `sizes`: the batches' photon counts."""
-        done = sum(sizes)
-        weight = sum(s**2 for s in sizes) / done**2  # batches of (nearly) equal size
-        return _mean_and_rel(*self._sums, done, weight if len(sizes) > 1 else np.inf)
+    batches: _BatchSums
+    by_order: Float[Array, "o v"] | None
 
 
-@functools.partial(jax.jit, donate_argnums=(1, 2))
-def _add_shifted(ref, total, squares, x, n):
-    y = x - n * ref
-    return total + y, squares + y * y / n
+@functools.partial(jax.jit, donate_argnums=(0,))
+def _add_batch(sums: _Sums | None, summary: _Summary, n) -> _Sums:
+    """`sums` (None before the first batch) with one more batch's summary of `n` photons."""
+    x = (summary.voxels, summary.organs, summary.disks)
+    if sums is None:
+        return _Sums(_BatchSums.first(x, n), summary.by_order)
+    by_order = None if sums.by_order is None else sums.by_order + summary.by_order
+    return _Sums(sums.batches.add(x, n), by_order)
 
 
-@jax.jit
-def _mean_and_rel(ref, total, squares, done, weight):
-    mean = ref + total / done
-    # weighted batch variance of the per-photon mean: (sum x^2/n - (sum x)^2/N) / N, shifted
-    var = jnp.maximum(squares - total * total / done, 0.0) / done * weight
-    return mean, jnp.where((mean > 0) & jnp.isfinite(var), jnp.sqrt(var) / jnp.where(mean > 0, mean, 1.0), jnp.inf)
+class _Arrays(eqx.Module):
+    """`simulate`'s arrays per source photon: scoring grid (z, y, x) values, organ and disk
+    (mean, relative uncertainty) pairs, dose by scatter order (or None)."""
+
+    energy_kev: Float[Array, "z y x"]
+    dose_gy: Float[Array, "z y x"]
+    rel_sigma: Float[Array, "z y x"]
+    organs: tuple[Float[Array, " k"], Float[Array, " k"]]
+    disks: tuple[Float[Array, "p 4"], Float[Array, "p 4"]]
+    dose_by_order_gy: Float[Array, "o z y x"] | None
 
 
 @functools.partial(jax.jit, static_argnames=("voxel_mm3", "factor"))
-def _per_kg(density_g_cm3, voxel_mm3, factor):
-    """1 / mass (1/kg) of each scoring voxel (flat), 0 where it is empty."""
-    mass_kg = _coarsen(density_g_cm3 * (voxel_mm3 * 1e-6), factor).ravel()
-    return jnp.where(mass_kg > 0, 1.0 / jnp.where(mass_kg > 0, mass_kg, 1.0), 0.0)
+def _finish(sums: _Sums, density_g_cm3, done, weight, *, voxel_mm3, factor) -> _Arrays:
+    """Means per photon and their uncertainties from the batch sums, and dose through the
+    mass of each scoring voxel (`density_g_cm3` on the transport grid, `voxel_mm3` each)."""
+    (energy, organs, disks), (rel, organs_rel, disks_rel) = sums.batches.finish(done, weight)
+    mass_kg = _coarsen(density_g_cm3 * (voxel_mm3 * 1e-6), factor)
+    per_kg = jnp.where(mass_kg > 0, 1.0 / jnp.where(mass_kg > 0, mass_kg, 1.0), 0.0)
+    shape, dtype = per_kg.shape, density_g_cm3.dtype
+    energy = energy.reshape(shape)
+    by_order = None
+    if sums.by_order is not None:
+        by_order = (sums.by_order.reshape((-1,) + shape) * (KEV_TO_J / done * per_kg)[None]).astype(dtype)
+    return _Arrays(
+        energy.astype(dtype),
+        (energy * (KEV_TO_J * per_kg)).astype(dtype),
+        rel.reshape(shape).astype(dtype),
+        (organs, organs_rel),
+        (disks.astype(dtype), disks_rel.astype(dtype)),
+        by_order,
+    )
 
 
 def _parallel_batches(requested: int | None, devices, n_batches: int) -> int:

@@ -255,11 +255,9 @@ def simulate(
         if bar is not None:
             bar.close()
     done = sum(budgets)
-    totals = {
-        name: sum(float(getattr(t, f"{name}_kev")) for t in tallies) for name in ("escaped", "incident", "medium")
-    }
-    steps, flights = (sum(round(float(getattr(t, name))) for t in tallies) for name in ("steps", "flights"))
-    interactions = sum(int(t.interactions) for t in tallies)
+
+    def summed(name):  # over the batches' tallies (counts are whole numbers in any float type)
+        return sum(float(getattr(t, name)) for t in tallies)
 
     weight = sum(n**2 for n in budgets) / done**2 if len(budgets) > 1 else np.inf  # batches of (nearly) equal size
     density = jax.device_put(phantom.density_g_cm3, devices[0])
@@ -272,16 +270,16 @@ def simulate(
         out.rel_sigma,
         FrozenDict({name: float(organ[i + 1]) for i, name in enumerate(organ_names)}),
         FrozenDict({name: float(organ_rel[i + 1]) for i, name in enumerate(organ_names)}),
-        totals["escaped"] / done,
-        totals["medium"] / done,
-        totals["incident"] / done,
+        summed("escaped_kev") / done,
+        summed("medium_kev") / done,
+        summed("incident_kev") / done,
         out.disks[0],
         out.disks[1],
         int(done),
         len(budgets),
-        steps,
-        flights,
-        interactions,
+        round(summed("steps")),
+        round(summed("flights")),
+        round(summed("interactions")),
         out.dose_by_order_gy,
     )
 

@@ -11,7 +11,7 @@ import equinox as eqx
 import jax
 import jax.numpy as jnp
 import numpy as np
-from jaxtyping import Array, Float, PRNGKeyArray, PyTree
+from jaxtyping import Array, Float, Int, PRNGKeyArray, PyTree
 
 from .._checks import is_concrete
 from .._frozen import FrozenDict
@@ -22,6 +22,9 @@ from ..units import KEV_TO_J
 from ._bias import ScatterSplitting, Steering
 from ._scorers import Disks, DiskScorer
 from ._transport import World, enter_grid, run_chunk
+
+#: organ sums are split this many ways by voxel index (see `simulate`)
+_INTERLEAVE = 8
 
 
 class MCResult(eqx.Module):
@@ -195,17 +198,13 @@ def simulate(
     lanes = min(lanes, chunk)
     run = eqx.filter_jit(run_chunk)
 
-    labels = np.asarray(phantom.organ_labels).ravel()
     organ_names = list(phantom.organs)
-    organ_index = np.zeros(labels.max(initial=0) + 1, np.int32)
+    organ_index = np.zeros(int(jnp.max(phantom.organ_labels, initial=0)) + 1, np.int32)
     for i, name in enumerate(organ_names):
         organ_index[phantom.organs[name]] = i + 1
-    # a segment per z slice and organ (0: none): float32 sums of at most a slice's voxels
     shape = phantom.grid.shape
     n_organs = len(organ_names) + 1
-    segment = (
-        organ_index[labels].reshape(shape) + n_organs * np.arange(shape[0], dtype=np.int32)[:, None, None]
-    ).ravel()
+    segment = _segments(phantom.organ_labels, jnp.asarray(organ_index), n_organs=n_organs)
     orders = 3 if by_scatter_order else 1
     devices = jax.local_devices()
     placed = [jax.device_put((world, beam, stack, steering, segment), d) for d in devices]
@@ -335,13 +334,24 @@ class _Summary(eqx.Module):
 @functools.partial(jax.jit, static_argnames=("shape", "factor", "n_organs"))
 def _summarise(energy_kev, plane, segment, *, shape, factor, n_organs) -> _Summary:
     """`ChunkTally.energy_kev` (orders * voxels) summed over orders, over scoring voxels of
-    `factor` transport voxels and over organs (`segment`: z slice x n_organs + organ)."""
+    `factor` transport voxels and over organs (`segment`: see `_segments`)."""
     by_order = energy_kev.reshape((-1,) + shape)
     total = by_order.sum(axis=0)
-    per_slice = jax.ops.segment_sum(total.ravel(), segment, num_segments=shape[0] * n_organs)
-    organs = per_slice.reshape(shape[0], n_organs).sum(axis=0)
+    per_slice = jax.ops.segment_sum(total.ravel(), segment, num_segments=shape[0] * n_organs * _INTERLEAVE)
+    organs = per_slice.reshape(shape[0], n_organs, _INTERLEAVE).sum(axis=(0, 2))
     split = jax.vmap(lambda v: _coarsen(v, factor).ravel())(by_order) if by_order.shape[0] > 1 else None
     return _Summary(_coarsen(total, factor).ravel(), split, organs, plane)
+
+
+@functools.partial(jax.jit, static_argnames=("n_organs",))
+def _segments(labels, organ_index, *, n_organs) -> Int[Array, " v"]:
+    """Each voxel's segment for the organ sums of `_summarise`, flat: (z slice x n_organs + organ
+    (`organ_index` of its label; 0: none)) x _INTERLEAVE + x index modulo _INTERLEAVE. Sums of at
+    most a slice's voxels keep float32 precise; neighbouring voxels of one organ go to different
+    sums, so the scatter-add does not wait on its own last write (5x faster on a CPU)."""
+    z = jax.lax.broadcasted_iota(jnp.int32, labels.shape, 0)
+    x = jax.lax.broadcasted_iota(jnp.int32, labels.shape, 2)
+    return ((organ_index[labels] + n_organs * z) * _INTERLEAVE + x % _INTERLEAVE).ravel()
 
 
 class _Sums(eqx.Module):

@@ -23,7 +23,7 @@ from ._bias import ScatterSplitting, Steering
 from ._scorers import Disks, DiskScorer
 from ._transport import World, enter_grid, run_chunk
 
-#: organ sums are split this many ways by voxel index (see `simulate`)
+#: organ sums are split this many ways by voxel index (see `_segments`)
 _INTERLEAVE = 8
 
 
